@@ -1,0 +1,21 @@
+"""Protocol constants and the default ``User-Agent``."""
+
+from __future__ import annotations
+
+import platform
+
+from ._version import __version__
+
+#: The GUID that RFC 6455 §1.3 appends to ``Sec-WebSocket-Key`` to compute the accept key.
+WS_KEY = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+#: The only protocol version defined by RFC 6455.
+WS_VERSION = 13
+
+#: Sent as ``User-Agent`` unless ``WebSocket(agent=...)`` says otherwise. It names the
+#: interpreter and OS family, but not the full platform string (0.3.x leaked the
+#: kernel build and distribution through ``platform.platform()``).
+USER_AGENT = (
+    f"Lomond/{__version__} {platform.python_implementation()}/"
+    f"{platform.python_version()} {platform.system()}"
+)

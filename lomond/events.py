@@ -1,0 +1,310 @@
+"""The events that :meth:`lomond.websocket.WebSocket.connect` yields.
+
+Every event has a ``name`` (a class attribute, for ``if event.name == "text":``
+dispatch) and ``received_time``, the wall-clock time (:func:`time.time`) it was
+created. New event types may be added in future versions; code should ignore the
+names it does not know.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .response import Response
+
+_SUMMARY_LENGTH = 24
+
+
+def _summarize_text(text: str) -> str:
+    if len(text) > _SUMMARY_LENGTH:
+        return f"{text[:_SUMMARY_LENGTH]!r} + {len(text) - _SUMMARY_LENGTH} chars"
+    return repr(text)
+
+
+def _summarize_bytes(data: bytes) -> str:
+    if len(data) > _SUMMARY_LENGTH:
+        return f"{data[:_SUMMARY_LENGTH]!r} + {len(data) - _SUMMARY_LENGTH} bytes"
+    return repr(data)
+
+
+class Event:
+    """Base class of all events."""
+
+    __slots__ = ("received_time",)
+    name: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.received_time: float = time.time()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Poll(Event):
+    """Yielded right after :class:`Ready`, then every ``poll`` seconds."""
+
+    __slots__ = ()
+    name = "poll"
+
+
+class Connecting(Event):
+    """The first event: lomond is about to open the connection to ``url``."""
+
+    __slots__ = ("url",)
+    name = "connecting"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url='{self.url}')"
+
+
+class ConnectFail(Event):
+    """The connection could not be opened; ``reason`` says why. The last event."""
+
+    __slots__ = ("reason",)
+    name = "connect_fail"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason='{self.reason}')"
+
+
+class Connected(Event):
+    """The socket is open and the upgrade request was sent.
+
+    ``proxy`` is the proxy URL (without credentials) when one is used.
+    """
+
+    __slots__ = ("url", "proxy")
+    name = "connected"
+
+    def __init__(self, url: str, proxy: str | None = None) -> None:
+        self.url = url
+        self.proxy = proxy
+        super().__init__()
+
+    def __repr__(self) -> str:
+        if self.proxy is None:
+            return f"{type(self).__name__}(url='{self.url}')"
+        return f"{type(self).__name__}(url='{self.url}', proxy='{self.proxy}')"
+
+
+class Rejected(Event):
+    """The server did not accept the upgrade; ``reason`` says why.
+
+    ``response`` is the server's :class:`~lomond.response.Response`. Followed by
+    ``Disconnected(graceful=True)``.
+    """
+
+    __slots__ = ("response", "reason")
+    name = "rejected"
+
+    def __init__(self, response: Response, reason: str) -> None:
+        self.response = response
+        self.reason = reason
+        super().__init__()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(response={self.response!r}, reason='{self.reason}')"
+
+
+class Ready(Event):
+    """The WebSocket is open: messages may be sent.
+
+    ``protocol`` is the subprotocol the server chose (or ``None``); ``extensions`` is
+    the set of extension names in use, e.g. ``{'permessage-deflate'}``.
+    """
+
+    __slots__ = ("response", "protocol", "extensions")
+    name = "ready"
+
+    def __init__(self, response: Response, protocol: str | None, extensions: set[str]) -> None:
+        self.response = response
+        self.protocol = protocol
+        self.extensions = extensions
+        super().__init__()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(response={self.response!r}, "
+            f"protocol={self.protocol!r}, extensions={self.extensions!r})"
+        )
+
+
+class ProtocolError(Event):
+    """The server broke the protocol; the connection is being failed.
+
+    ``critical`` is ``True`` when the byte stream is broken and no close frame could
+    be sent.
+    """
+
+    __slots__ = ("error", "critical")
+    name = "protocol_error"
+
+    def __init__(self, error: str, critical: bool) -> None:
+        self.error = error
+        self.critical = critical
+        super().__init__()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(error='{self.error}', critical={self.critical!r})"
+
+
+class Unresponsive(Event):
+    """No pong arrived within ``ping_timeout`` seconds; the connection is dropped."""
+
+    __slots__ = ()
+    name = "unresponsive"
+
+
+class Disconnected(Event):
+    """The connection is closed: always the last event once ``Connected`` was yielded.
+
+    ``graceful`` is ``True`` only when both close frames were exchanged, or after
+    :class:`Rejected`.
+    """
+
+    __slots__ = ("reason", "graceful")
+    name = "disconnected"
+
+    def __init__(self, reason: str = "closed", graceful: bool = False) -> None:
+        self.reason = reason
+        self.graceful = graceful
+        super().__init__()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason='{self.reason}', graceful={self.graceful!r})"
+
+
+class _CloseEvent(Event):
+    """Shared shape of :class:`Closed` and :class:`Closing`."""
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
+
+
+class Closed(_CloseEvent):
+    """The server answered our close frame: ``code`` and ``reason`` are the server's.
+
+    ``code`` is ``None`` when the server's close frame had no payload.
+    """
+
+    __slots__ = ()
+    name = "closed"
+
+
+class Closing(_CloseEvent):
+    """The server started the closing handshake; lomond echoes it after this event.
+
+    Messages may still be sent while handling this event.
+    """
+
+    __slots__ = ()
+    name = "closing"
+
+
+class UnknownMessage(Event):
+    """Reserved for messages lomond cannot interpret (never yielded at present)."""
+
+    __slots__ = ("message",)
+    name = "unknown"
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+        super().__init__()
+
+
+class _ControlEvent(Event):
+    """Shared shape of :class:`Ping` and :class:`Pong`."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        super().__init__()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(data={self.data!r})"
+
+
+class Ping(_ControlEvent):
+    """The server sent a ping; with ``auto_pong`` the pong was sent before this event."""
+
+    __slots__ = ()
+    name = "ping"
+
+
+class Pong(_ControlEvent):
+    """The server sent a pong."""
+
+    __slots__ = ()
+    name = "pong"
+
+
+class Text(Event):
+    """A text message. ``json`` parses it as JSON (once; the result is cached)."""
+
+    __slots__ = ("text", "_json")
+    name = "text"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._json: Any = _UNPARSED
+        super().__init__()
+
+    @property
+    def json(self) -> Any:
+        """The text parsed with :func:`json.loads` (raises what it raises)."""
+        if self._json is _UNPARSED:
+            self._json = json.loads(self.text)
+        return self._json
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(text={_summarize_text(self.text)})"
+
+
+class Binary(Event):
+    """A binary message."""
+
+    __slots__ = ("data",)
+    name = "binary"
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        super().__init__()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(data={_summarize_bytes(self.data)})"
+
+
+class BackOff(Event):
+    """Yielded by :func:`~lomond.persist.persist` before waiting ``delay`` seconds."""
+
+    __slots__ = ("delay",)
+    name = "back_off"
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        super().__init__()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(delay={self.delay:0.1f})"
+
+
+_UNPARSED: Any = object()

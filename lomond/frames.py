@@ -1,0 +1,261 @@
+"""WebSocket frames (RFC 6455 §5): building them, and reading them from a byte stream.
+
+This module knows the wire format only. Which frames are acceptable at which moment
+is the business of :mod:`lomond.protocol`.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Callable
+
+from .errors import FrameBuildError, PayloadTooLarge, ProtocolError
+from .mask import mask
+from .status import is_valid_close_code
+
+_MAX_PAYLOAD = (1 << 63) - 1
+
+#: RSV1, the bit permessage-deflate uses to mark a compressed message (RFC 7692 §6).
+RSV1 = 0x4
+RSV2 = 0x2
+RSV3 = 0x1
+
+
+class Opcode(IntEnum):
+    """Frame opcodes (RFC 6455 §5.2)."""
+
+    CONTINUATION = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+    @property
+    def is_control(self) -> bool:
+        """Whether this is a control opcode (close, ping, pong)."""
+        return self >= 0x8
+
+
+#: Opcodes that RFC 6455 §5.2 reserves for future use: receiving one is an error.
+RESERVED_OPCODES = frozenset(range(0x3, 0x8)) | frozenset(range(0xB, 0x10))
+
+
+class FrameHeader:
+    """The fixed part of a frame, decoded.
+
+    Attributes:
+        fin: Whether this is the final fragment of a message.
+        rsv: The three reserved bits, as an int (``RSV1 | RSV2 | RSV3``).
+        opcode: The raw opcode (an int; it may be a reserved one).
+        masked: Whether the payload is masked.
+        length: The payload length.
+    """
+
+    __slots__ = ("fin", "rsv", "opcode", "masked", "length")
+
+    def __init__(self, fin: bool, rsv: int, opcode: int, masked: bool, length: int) -> None:
+        self.fin = fin
+        self.rsv = rsv
+        self.opcode = opcode
+        self.masked = masked
+        self.length = length
+
+    def __repr__(self) -> str:
+        return (
+            f"FrameHeader(fin={self.fin}, rsv={self.rsv}, opcode={self.opcode}, "
+            f"masked={self.masked}, length={self.length})"
+        )
+
+
+#: Called with each frame header as soon as it is complete, before its payload is
+#: buffered; it raises :class:`~lomond.errors.ProtocolError` to reject the frame.
+HeaderCheck = Callable[[FrameHeader], None]
+
+
+class FrameReader:
+    """Cuts a byte stream into frames.
+
+    Feed bytes with :meth:`feed`, then call :meth:`next_frame` until it returns
+    ``None``. Each header is passed to ``check`` the moment it is complete, so an
+    unacceptable frame is refused before its payload is read into memory.
+    """
+
+    def __init__(self, check: HeaderCheck) -> None:
+        self._check = check
+        self._buffer = bytearray()
+        self._position = 0
+        self._header: FrameHeader | None = None
+        self._payload_start = 0
+        self._masking_key = b""
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` to the stream."""
+        if self._position:
+            # Drop the bytes that were consumed by previous frames.
+            del self._buffer[: self._position]
+            self._payload_start -= self._position
+            self._position = 0
+        self._buffer += data
+
+    @property
+    def buffered(self) -> int:
+        """The number of bytes fed but not yet returned in a frame."""
+        return len(self._buffer) - self._position
+
+    def pending_header(self) -> FrameHeader | None:
+        """The header of the frame whose payload is still arriving, if any."""
+        return self._header
+
+    def pending_payload(self) -> memoryview:
+        """The part of the incomplete frame's payload that has arrived so far.
+
+        Only meaningful for unmasked frames (the protocol reads frames from a server,
+        which never masks).
+        """
+        if self._header is None:
+            return memoryview(b"")
+        end = min(len(self._buffer), self._payload_start + self._header.length)
+        return memoryview(self._buffer)[self._payload_start : end]
+
+    def next_frame(self) -> tuple[FrameHeader, bytes] | None:
+        """Return the next complete frame as ``(header, payload)``, or ``None``.
+
+        The payload is unmasked if the frame was masked.
+
+        Raises:
+            ProtocolError: The header check refused the frame.
+            PayloadTooLarge: The frame declares a length of 2**63 or more.
+        """
+        header = self._header
+        buffer = self._buffer
+        if header is None:
+            header = self._read_header()
+            if header is None:
+                return None
+        end = self._payload_start + header.length
+        if len(buffer) < end:
+            self._header = header
+            return None
+        self._header = None
+        payload = bytes(buffer[self._payload_start : end])
+        self._position = end
+        if header.masked:
+            payload = mask(self._masking_key, payload)
+        return header, payload
+
+    def _read_header(self) -> FrameHeader | None:
+        buffer = self._buffer
+        position = self._position
+        available = len(buffer) - position
+        if available < 2:
+            return None
+        first, second = buffer[position], buffer[position + 1]
+        length = second & 0x7F
+        offset = position + 2
+        # RFC 6455 §5.2: 126 means a 16-bit length follows, 127 a 64-bit one.
+        if length == 126:
+            if available < 4:
+                return None
+            length = int.from_bytes(buffer[offset : offset + 2], "big")
+            offset += 2
+        elif length == 127:
+            if available < 10:
+                return None
+            length = int.from_bytes(buffer[offset : offset + 8], "big")
+            offset += 8
+            if length > _MAX_PAYLOAD:
+                # The most significant bit must be 0.
+                raise PayloadTooLarge("frame length has the most significant bit set")
+        masked = bool(second & 0x80)
+        if masked:
+            if len(buffer) < offset + 4:
+                return None
+            self._masking_key = bytes(buffer[offset : offset + 4])
+            offset += 4
+        header = FrameHeader(bool(first & 0x80), (first >> 4) & 0x7, first & 0xF, masked, length)
+        self._check(header)
+        self._payload_start = offset
+        return header
+
+
+def build_frame(
+    opcode: int,
+    payload: bytes | bytearray | memoryview,
+    masking_key: bytes | None,
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+) -> bytes:
+    """Return the bytes of one frame.
+
+    Args:
+        opcode: The frame's opcode.
+        payload: The (unmasked) payload.
+        masking_key: 4 bytes to mask the payload with (clients must mask every frame,
+            RFC 6455 §5.3), or ``None`` for an unmasked (server) frame.
+        fin: Whether this is the final fragment of its message.
+        rsv: Reserved bits to set, e.g. :data:`RSV1` for a compressed message.
+
+    Raises:
+        FrameBuildError: The payload is 2**63 bytes or longer.
+    """
+    length = len(payload)
+    first = (0x80 if fin else 0) | (rsv << 4) | opcode
+    mask_bit = 0x80 if masking_key is not None else 0
+    if length < 126:
+        header = bytes((first, mask_bit | length))
+    elif length < 0x10000:
+        header = bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
+    elif length <= _MAX_PAYLOAD:
+        header = bytes((first, mask_bit | 127)) + length.to_bytes(8, "big")
+    else:
+        raise FrameBuildError("payload is too large for a frame")
+    if masking_key is None:
+        return header + payload
+    return header + masking_key + mask(masking_key, payload)
+
+
+def build_close_payload(code: int | None, reason: str | bytes = b"") -> bytes:
+    """Return a close frame payload: the code (big-endian) and a UTF-8 reason.
+
+    ``code=None`` gives an empty payload. The reason is cut at a character boundary
+    so that the payload fits a control frame (RFC 6455 §5.5: at most 125 bytes).
+    """
+    if code is None:
+        return b""
+    reason_bytes = reason.encode("utf-8") if isinstance(reason, str) else bytes(reason)
+    reason_bytes = truncate_utf8(reason_bytes, 123)
+    return code.to_bytes(2, "big") + reason_bytes
+
+
+def truncate_utf8(data: bytes, limit: int) -> bytes:
+    """Cut UTF-8 ``data`` to at most ``limit`` bytes without splitting a character."""
+    if len(data) <= limit:
+        return data
+    end = limit
+    # Step back over continuation bytes (0b10xxxxxx) to the start of a character.
+    while end > 0 and data[end] & 0xC0 == 0x80:
+        end -= 1
+    return data[:end]
+
+
+def parse_close_payload(payload: bytes) -> tuple[int | None, str]:
+    """Return ``(code, reason)`` from a close frame payload (RFC 6455 §5.5.1).
+
+    Raises:
+        ProtocolError: The payload is one byte long, or the code is not one that may
+            be sent (code 1002), or the reason is not UTF-8 (code 1007).
+    """
+    if not payload:
+        return None, ""
+    if len(payload) == 1:
+        raise ProtocolError("close frame payload is one byte long")
+    code = int.from_bytes(payload[:2], "big")
+    if not is_valid_close_code(code):
+        raise ProtocolError(f"invalid close code {code}")
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("close reason is not valid UTF-8", 1007) from None
+    return code, reason

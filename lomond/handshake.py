@@ -1,0 +1,191 @@
+"""The opening handshake (RFC 6455 §4): the upgrade request and the checks on its response."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from typing import Iterable, List, Mapping, Sequence, Tuple, Union
+
+from .constants import WS_KEY, WS_VERSION
+from .errors import HandshakeError
+from .response import Response
+
+#: Extra request headers as given by users: a mapping or a list of pairs, str or bytes.
+HeadersArgument = Union[
+    Mapping[Union[str, bytes], Union[str, bytes]],
+    Iterable[Tuple[Union[str, bytes], Union[str, bytes]]],
+]
+HeaderList = List[Tuple[bytes, bytes]]
+
+#: Headers the handshake sets itself; a user may not supply them (SPEC §2).
+RESERVED_HEADERS = frozenset(
+    {
+        b"host",
+        b"upgrade",
+        b"connection",
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+        b"sec-websocket-accept",
+    }
+)
+
+# RFC 9110 §5.6.2: token = 1*tchar
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]")
+
+
+def make_key(random_bytes: bytes) -> bytes:
+    """Return a ``Sec-WebSocket-Key``: 16 random bytes, base64 encoded (RFC 6455 §4.1)."""
+    return base64.b64encode(random_bytes)
+
+
+def accept_key(key: bytes) -> str:
+    """Return the ``Sec-WebSocket-Accept`` value the server must answer ``key`` with."""
+    return base64.b64encode(hashlib.sha1(key + WS_KEY).digest()).decode("ascii")
+
+
+def _to_bytes(value: str | bytes, what: str) -> bytes:
+    if isinstance(value, str):
+        try:
+            return value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} {value!r} is not latin-1 text") from None
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
+
+
+def validate_header(name: str | bytes, value: str | bytes) -> tuple[bytes, bytes]:
+    """Check one user-supplied header and return it as bytes.
+
+    Raises:
+        TypeError: The name or value is neither ``str`` nor ``bytes``.
+        ValueError: The name is not an HTTP token, the value contains CR, LF or NUL
+            (which would allow header injection), or the name is one the handshake
+            sets itself.
+    """
+    name_bytes = _to_bytes(name, "header name")
+    value_bytes = _to_bytes(value, "header value")
+    if not _TOKEN.match(name_bytes):
+        raise ValueError(f"header name {name_bytes!r} is not a valid HTTP token")
+    if _FORBIDDEN_IN_VALUE.search(value_bytes):
+        raise ValueError(f"value of header {name_bytes!r} contains CR, LF or NUL")
+    if name_bytes.lower() in RESERVED_HEADERS:
+        raise ValueError(f"header {name_bytes.decode()!r} is set by lomond and cannot be replaced")
+    return name_bytes, value_bytes
+
+
+def normalize_headers(headers: HeadersArgument | None) -> HeaderList:
+    """Validate user headers (see :func:`validate_header`) and return them as byte pairs."""
+    if headers is None:
+        return []
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return [validate_header(name, value) for name, value in pairs]
+
+
+def build_request(
+    *,
+    resource: str,
+    host_header: str,
+    key: bytes,
+    agent: str,
+    origin: str | None = None,
+    authorization: str | None = None,
+    protocols: Sequence[str] = (),
+    extensions: str | None = None,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> bytes:
+    """Return the bytes of the HTTP upgrade request (SPEC §5 gives the header order).
+
+    ``resource`` must already be percent-encoded ASCII.
+    """
+    lines = [
+        f"GET {resource} HTTP/1.1".encode("ascii"),
+        b"Host: " + host_header.encode("ascii"),
+        b"Upgrade: websocket",
+        b"Connection: Upgrade",
+        b"Sec-WebSocket-Key: " + key,
+        b"Sec-WebSocket-Version: " + str(WS_VERSION).encode("ascii"),
+        b"User-Agent: " + agent.encode("utf-8"),
+    ]
+    if origin is not None:
+        lines.append(b"Origin: " + origin.encode("utf-8"))
+    if authorization is not None:
+        lines.append(b"Authorization: " + authorization.encode("latin-1"))
+    if protocols:
+        lines.append(b"Sec-WebSocket-Protocol: " + ", ".join(protocols).encode("utf-8"))
+    if extensions:
+        lines.append(b"Sec-WebSocket-Extensions: " + extensions.encode("ascii"))
+    lines.extend(name + b": " + value for name, value in headers)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def parse_extensions(values: list[str]) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """Parse ``Sec-WebSocket-Extensions`` values (RFC 6455 §9.1).
+
+    Returns a list of ``(name, [(parameter, value or None), ...])``. Quoted values are
+    unquoted.
+
+    Raises:
+        HandshakeError: An extension or parameter name is empty.
+    """
+    parsed = []
+    for value in values:
+        for extension in value.split(","):
+            if not extension.strip():
+                continue
+            name, *params = (part.strip() for part in extension.split(";"))
+            if not name:
+                raise HandshakeError("empty extension name in Sec-WebSocket-Extensions")
+            parameters: list[tuple[str, str | None]] = []
+            for param in params:
+                key, has_value, param_value = param.partition("=")
+                key = key.strip()
+                if not key:
+                    raise HandshakeError(f"empty parameter name in extension {name!r}")
+                if has_value:
+                    param_value = param_value.strip()
+                    if len(param_value) >= 2 and param_value[0] == param_value[-1] == '"':
+                        param_value = param_value[1:-1]
+                    parameters.append((key, param_value))
+                else:
+                    parameters.append((key, None))
+            parsed.append((name, parameters))
+    return parsed
+
+
+def check_response(
+    response: Response, key: bytes, protocols: Sequence[str]
+) -> tuple[str | None, list[tuple[str, list[tuple[str, str | None]]]]]:
+    """Check that ``response`` accepts the upgrade (RFC 6455 §4.2.2 from the client's side).
+
+    Returns:
+        ``(protocol, extensions)``: the subprotocol the server chose (or ``None``) and
+        the parsed extensions it accepted, for the caller to check against its offer.
+
+    Raises:
+        HandshakeError: With a readable reason for the first problem found.
+    """
+    if response.status_code != 101:
+        status = f"{response.status_code} {response.status}".strip()
+        raise HandshakeError(f"server responded with {status} instead of 101 Switching Protocols")
+    upgrade = response.get("upgrade")
+    if upgrade is None or upgrade.strip().lower() != "websocket":
+        raise HandshakeError(f"Upgrade header is {upgrade!r}, expected 'websocket'")
+    connection = [token.lower() for token in response.get_list("connection")]
+    if "upgrade" not in connection:
+        connection_value = response.get("connection")
+        raise HandshakeError(f"Connection header is {connection_value!r}, expected 'Upgrade'")
+    accept = response.get("sec-websocket-accept")
+    if accept is None:
+        raise HandshakeError("Sec-WebSocket-Accept header is missing")
+    if accept.strip() != accept_key(key):
+        raise HandshakeError("Sec-WebSocket-Accept does not match the key (challenge failed)")
+    protocol = response.get("sec-websocket-protocol")
+    if protocol is not None:
+        protocol = protocol.strip()
+        if protocol not in protocols:
+            raise HandshakeError(f"server chose subprotocol {protocol!r}, which was not offered")
+    extensions = parse_extensions([response.get("sec-websocket-extensions") or ""])
+    return protocol, extensions

@@ -1,0 +1,530 @@
+"""The client side of RFC 6455 as a state machine, with no I/O.
+
+Bytes from the server go in through :meth:`ClientProtocol.receive_data`; events come
+out of :meth:`ClientProtocol.events_received`. Calls such as
+:meth:`ClientProtocol.send_message` go in; bytes for the server come out of
+:meth:`ClientProtocol.data_to_send`. The session (:mod:`lomond.session`) moves the
+bytes between this object and a socket, and decides when time has run out.
+
+States::
+
+    CONNECTING ──101──▶ OPEN ──close()──────▶ CLOSING ──server close──▶ CLOSED
+        │                │                       ▲                         │
+        │                ├──server close──▶ REMOTE_CLOSING ──echo──────────┤
+        │                └──protocol error──────┘                          │
+        └──────── rejection, EOF or abort (from any state) ──▶ DISCONNECTED ◀┘
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import os
+from enum import Enum
+from typing import Callable, List
+
+from . import events
+from .compression import EXTENSION_NAME, Deflate, PerMessageDeflate
+from .errors import (
+    HandshakeError,
+    PayloadTooLarge,
+    ProtocolError,
+    WebSocketClosed,
+    WebSocketClosing,
+    WebSocketUnavailable,
+)
+from .frames import (
+    RESERVED_OPCODES,
+    RSV1,
+    FrameHeader,
+    FrameReader,
+    Opcode,
+    build_close_payload,
+    build_frame,
+    parse_close_payload,
+)
+from .handshake import check_response
+from .mask import KeySource
+from .response import Response
+from .status import Status
+
+log = logging.getLogger("lomond")
+
+#: The largest HTTP response head lomond reads (SPEC §3).
+MAX_HEADER_SIZE = 64 * 1024
+#: The most header lines lomond accepts in a response head.
+MAX_HEADER_LINES = 256
+
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class State(Enum):
+    """Where a connection is in its life."""
+
+    #: The upgrade request was sent; waiting for the response.
+    CONNECTING = "connecting"
+    #: Messages may flow both ways.
+    OPEN = "open"
+    #: The server sent a close frame; we may still send until we echo it.
+    REMOTE_CLOSING = "remote_closing"
+    #: We sent a close frame; waiting for the server's.
+    CLOSING = "closing"
+    #: Both close frames were exchanged (or a failure gave up on them); waiting for
+    #: the server to close the TCP connection.
+    CLOSED = "closed"
+    #: The connection is over: ``Disconnected`` (the last event) was produced.
+    DISCONNECTED = "disconnected"
+
+
+_TRANSITIONS = {
+    State.CONNECTING: {State.OPEN, State.DISCONNECTED},
+    State.OPEN: {State.CLOSING, State.REMOTE_CLOSING, State.DISCONNECTED},
+    State.REMOTE_CLOSING: {State.CLOSED, State.DISCONNECTED},
+    State.CLOSING: {State.CLOSED, State.DISCONNECTED},
+    State.CLOSED: {State.DISCONNECTED},
+    State.DISCONNECTED: set(),
+}
+
+
+class InvalidTransition(RuntimeError):
+    """A bug in lomond: the state machine was asked for a transition it does not have."""
+
+
+class ClientProtocol:
+    """One WebSocket connection, from the upgrade request to the end, as pure logic.
+
+    Args:
+        request: The HTTP upgrade request; it is the first thing :meth:`data_to_send`
+            returns.
+        key: The ``Sec-WebSocket-Key`` sent in ``request``.
+        protocols: The subprotocols offered in ``request``.
+        deflate: The permessage-deflate options offered in ``request``, or ``None``.
+        max_message_size: The largest message accepted (after decompression), or
+            ``None`` for no limit.
+        auto_pong: Answer pings with pongs.
+        random_bytes: Source of masking keys.
+    """
+
+    def __init__(
+        self,
+        request: bytes,
+        key: bytes,
+        *,
+        protocols: list[str] | tuple[str, ...] = (),
+        deflate: Deflate | None = None,
+        max_message_size: int | None = None,
+        auto_pong: bool = True,
+        random_bytes: KeySource = os.urandom,
+    ) -> None:
+        self.key = key
+        self.protocols = list(protocols)
+        self.deflate = deflate
+        self.max_message_size = max_message_size
+        self.auto_pong = auto_pong
+        self._random_bytes = random_bytes
+
+        self.state = State.CONNECTING
+        #: The negotiated permessage-deflate codec, once the server accepted it.
+        self.compression: PerMessageDeflate | None = None
+        #: Why the connection is being failed, once it is (``ProtocolError.error``).
+        self.failure: str | None = None
+        #: The code of the server's close frame, once received.
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+        self._events: list[events.Event] = []
+        self._outgoing: list[bytes] = [request]
+        self._handshake_buffer = bytearray()
+        self._receive: Callable[[bytes], None] = self._receive_handshake
+        self._reader = FrameReader(self._check_header)
+
+        # The data message being assembled (RFC 6455 §5.4).
+        self._message_opcode: int | None = None
+        self._message_compressed = False
+        self._message_parts: List[bytes | str] = []
+        self._message_size = 0
+        self._decoder: codecs.IncrementalDecoder | None = None
+        # UTF-8 validation of a text frame whose payload is still arriving.
+        self._probe: codecs.IncrementalDecoder | None = None
+        self._probed = 0
+
+    def __repr__(self) -> str:
+        return f"<ClientProtocol {self.state.value}>"
+
+    # -- state ----------------------------------------------------------------
+
+    def _transition(self, new_state: State) -> None:
+        if new_state not in _TRANSITIONS[self.state]:
+            raise InvalidTransition(f"cannot go from {self.state.name} to {new_state.name}")
+        self.state = new_state
+
+    @property
+    def has_events(self) -> bool:
+        """Whether events are waiting to be collected."""
+        return bool(self._events)
+
+    @property
+    def can_send(self) -> bool:
+        """Whether data messages may be sent now."""
+        return self.state in (State.OPEN, State.REMOTE_CLOSING)
+
+    def _check_can_send(self) -> None:
+        state = self.state
+        if state is State.OPEN or state is State.REMOTE_CLOSING:
+            return
+        if state is State.CONNECTING:
+            raise WebSocketUnavailable("not connected: the WebSocket is not ready yet")
+        if state is State.CLOSING:
+            raise WebSocketClosing("data not sent: the WebSocket is closing")
+        raise WebSocketClosed("data not sent: the WebSocket is closed")
+
+    # -- output ---------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Return (and forget) the bytes waiting to be sent to the server."""
+        outgoing = self._outgoing
+        if not outgoing:
+            return b""
+        self._outgoing = []
+        return outgoing[0] if len(outgoing) == 1 else b"".join(outgoing)
+
+    def events_received(self) -> list[events.Event]:
+        """Return (and forget) the events produced so far."""
+        received = self._events
+        self._events = []
+        return received
+
+    def _send_frame(self, opcode: int, payload: bytes, rsv: int = 0) -> None:
+        self._outgoing.append(build_frame(opcode, payload, self._random_bytes(4), rsv=rsv))
+
+    def send_message(self, opcode: Opcode, payload: bytes, compress: bool = True) -> bool:
+        """Queue one text or binary message as a single frame.
+
+        Returns:
+            Whether the message was compressed.
+
+        Raises:
+            WebSocketUnavailable: Not connected yet (or its subclasses
+                :class:`~lomond.errors.WebSocketClosing` /
+                :class:`~lomond.errors.WebSocketClosed`).
+        """
+        self._check_can_send()
+        compression = self.compression
+        if compress and compression is not None and compression.should_compress(len(payload)):
+            self._send_frame(opcode, compression.compress(payload), RSV1)
+            return True
+        self._send_frame(opcode, payload)
+        return False
+
+    def send_ping(self, data: bytes = b"") -> None:
+        """Queue a ping frame (``data`` at most 125 bytes, checked by the caller)."""
+        self._check_can_send()
+        self._send_frame(Opcode.PING, data)
+
+    def send_pong(self, data: bytes) -> None:
+        """Queue a pong frame (``data`` at most 125 bytes, checked by the caller)."""
+        self._check_can_send()
+        self._send_frame(Opcode.PONG, data)
+
+    def close(self, code: int | None = Status.NORMAL, reason: str | bytes = "goodbye") -> bool:
+        """Start the closing handshake, or echo the server's close frame.
+
+        Returns:
+            Whether a close frame was queued: ``False`` when there is nothing to close
+            (closing or closed already; before the upgrade completes the connection
+            is abandoned instead).
+        """
+        if self.state is State.OPEN:
+            self._send_frame(Opcode.CLOSE, build_close_payload(code, reason))
+            self._transition(State.CLOSING)
+            return True
+        if self.state is State.REMOTE_CLOSING:
+            self._send_frame(Opcode.CLOSE, build_close_payload(code, reason))
+            self._transition(State.CLOSED)
+            return True
+        if self.state is State.CONNECTING:
+            # There is no WebSocket to close yet: give up on the connection instead.
+            self.abort("closed before the WebSocket was ready")
+        return False
+
+    def echo_close(self) -> bool:
+        """Answer the server's close frame with the same code (RFC 6455 §5.5.1)."""
+        if self.state is not State.REMOTE_CLOSING:
+            return False
+        return self.close(self.close_code, self.close_reason)
+
+    def abort(self, reason: str) -> None:
+        """End the connection now (timeouts, socket errors): produce ``Disconnected``.
+
+        The disconnect is graceful only if both close frames were exchanged.
+        """
+        if self.state is State.DISCONNECTED:
+            return
+        graceful = self.state is State.CLOSED and self.failure is None
+        self._disconnect("closed" if graceful else reason, graceful)
+
+    def _disconnect(self, reason: str, graceful: bool) -> None:
+        self._transition(State.DISCONNECTED)
+        self._receive = self._discard
+        self._events.append(events.Disconnected(reason, graceful))
+
+    def _fail(self, error: ProtocolError) -> None:
+        """Fail the connection (RFC 6455 §7.1.7): report, send a close frame, stop reading."""
+        message = str(error)
+        if self.failure is not None:
+            # Already failing and waiting for the server's close frame: give up on it.
+            self._disconnect(self.failure, False)
+            return
+        log.warning("protocol error: %s", message)
+        self.failure = message
+        self._reset_message()
+        if self.state is State.OPEN or self.state is State.REMOTE_CLOSING:
+            self._events.append(events.ProtocolError(message, False))
+            self._send_frame(Opcode.CLOSE, build_close_payload(error.code, message))
+            self._transition(State.CLOSING if self.state is State.OPEN else State.CLOSED)
+        else:
+            # Our close frame is already out: no second one may follow.
+            self._events.append(events.ProtocolError(message, True))
+            self._disconnect(message, False)
+
+    # -- input ----------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Process bytes received from the server."""
+        self._receive(data)
+
+    def receive_eof(self) -> None:
+        """Process the end of the server's byte stream."""
+        state = self.state
+        if state is State.DISCONNECTED:
+            return
+        if state is State.CLOSED and self.failure is None:
+            self._disconnect("closed", True)
+        elif self.failure is not None:
+            self._disconnect(self.failure, False)
+        elif state is State.CONNECTING:
+            self._disconnect("connection closed before the upgrade response", False)
+        elif self._reader.buffered:
+            self._disconnect("connection lost in the middle of a frame", False)
+        elif state is State.CLOSING:
+            self._disconnect("connection closed before the server's close frame", False)
+        else:
+            self._disconnect("connection lost", False)
+
+    def _discard(self, data: bytes) -> None:
+        """After the server's close frame, RFC 6455 §5.5.1 says nothing more may follow."""
+
+    def _receive_handshake(self, data: bytes) -> None:
+        buffer = self._handshake_buffer
+        # Look for the blank line from a little before the new data: it may straddle.
+        search_from = max(0, len(buffer) - 3)
+        buffer += data
+        end = buffer.find(b"\r\n\r\n", search_from)
+        if end == -1:
+            if len(buffer) > MAX_HEADER_SIZE:
+                self._reject(Response(buffer[:MAX_HEADER_SIZE]), "response header exceeds 64 KiB")
+            return
+        end += 4
+        if end > MAX_HEADER_SIZE:
+            self._reject(Response(buffer[:MAX_HEADER_SIZE]), "response header exceeds 64 KiB")
+            return
+        response = Response(buffer[:end])
+        rest = bytes(buffer[end:])
+        del buffer[:]
+        if response.raw.count(b"\r\n") > MAX_HEADER_LINES + 2:
+            self._reject(response, f"response has more than {MAX_HEADER_LINES} header lines")
+            return
+        try:
+            protocol, extensions = check_response(response, self.key, self.protocols)
+            self._accept_extensions(extensions)
+        except HandshakeError as error:
+            self._reject(response, str(error))
+            return
+        self._transition(State.OPEN)
+        self._receive = self._receive_frames
+        names = {EXTENSION_NAME} if self.compression is not None else set()
+        self._events.append(events.Ready(response, protocol, names))
+        if rest:
+            self._receive_frames(rest)
+
+    def _accept_extensions(self, extensions: list[tuple[str, list[tuple[str, str | None]]]]) -> None:
+        for name, parameters in extensions:
+            if name.lower() != EXTENSION_NAME or self.deflate is None:
+                raise HandshakeError(f"server accepted extension {name!r}, which was not offered")
+            if self.compression is not None:
+                raise HandshakeError(f"server accepted {EXTENSION_NAME} more than once")
+            self.compression = self.deflate.accept(parameters)
+
+    def _reject(self, response: Response, reason: str) -> None:
+        log.debug("upgrade rejected: %s", reason)
+        self._events.append(events.Rejected(response, reason))
+        self._disconnect("closed", True)
+
+    def _check_header(self, header: FrameHeader) -> None:
+        """Refuse a frame from its header alone (RFC 6455 §5.2, §5.4, §5.5)."""
+        opcode = header.opcode
+        if self.failure is not None:
+            # Failing the connection: every frame but the close frame is skipped unread.
+            return
+        if header.masked:
+            raise ProtocolError("server frames must not be masked (RFC 6455 §5.1)")
+        if opcode in RESERVED_OPCODES:
+            raise ProtocolError(f"reserved opcode {opcode:#x}")
+        if header.rsv:
+            allowed = 0
+            if self.compression is not None and (opcode == Opcode.TEXT or opcode == Opcode.BINARY):
+                # RFC 7692 §6: RSV1 marks a compressed message, on its first frame only.
+                allowed = RSV1
+            if header.rsv & ~allowed:
+                raise ProtocolError(f"reserved bits set ({header.rsv:#05b})")
+        if opcode >= 0x8:
+            if not header.fin:
+                raise ProtocolError("fragmented control frame")
+            if header.length > 125:
+                raise ProtocolError("control frame payload over 125 bytes")
+            return
+        if opcode == Opcode.CONTINUATION:
+            if self._message_opcode is None:
+                raise ProtocolError("continuation frame with no message to continue")
+        elif self._message_opcode is not None:
+            raise ProtocolError("new data frame inside a fragmented message")
+        limit = self.max_message_size
+        if limit is not None and self._message_size + header.length > limit:
+            raise PayloadTooLarge(f"message exceeds max_message_size ({limit} bytes)")
+
+    def _receive_frames(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        try:
+            while True:
+                frame = reader.next_frame()
+                if frame is None:
+                    break
+                header, payload = frame
+                opcode = header.opcode
+                if opcode < 0x8:
+                    self._on_data_frame(header, payload)
+                else:
+                    self._on_control_frame(opcode, payload)
+                state = self.state
+                if state is not State.OPEN and state is not State.CLOSING:
+                    # After the server's close frame nothing else is read.
+                    return
+            pending = reader.pending_header()
+            if pending is not None and pending.length > 125:
+                self._probe_text(pending)
+        except ProtocolError as error:
+            self._fail(error)
+
+    def _reset_message(self) -> None:
+        self._message_opcode = None
+        self._message_compressed = False
+        self._message_parts = []
+        self._message_size = 0
+        self._decoder = None
+        self._probe = None
+        self._probed = 0
+
+    def _probe_text(self, pending: FrameHeader) -> None:
+        """Check the UTF-8 of a text frame whose payload is still arriving.
+
+        RFC 6455 §8.1 lets an endpoint fail as soon as it sees invalid UTF-8; doing
+        so on partial payloads means a stream of garbage is refused at its first
+        invalid byte instead of after the whole frame.
+        """
+        if pending.opcode == Opcode.TEXT:
+            if pending.rsv & RSV1:
+                return
+        elif pending.opcode != Opcode.CONTINUATION or self._message_opcode != Opcode.TEXT:
+            return
+        if self._message_compressed:
+            return
+        if self._probe is None:
+            self._probe = _Utf8Decoder()
+            if self._decoder is not None and pending.opcode == Opcode.CONTINUATION:
+                self._probe.setstate(self._decoder.getstate())
+            self._probed = 0
+        available = self._reader.pending_payload()
+        try:
+            self._probe.decode(bytes(available[self._probed :]))
+        except UnicodeDecodeError:
+            raise ProtocolError("invalid UTF-8 in text message", Status.BAD_DATA) from None
+        finally:
+            self._probed = len(available)
+            available.release()
+
+    def _on_data_frame(self, header: FrameHeader, payload: bytes) -> None:
+        if self.failure is not None:
+            return
+        self._probe = None
+        opcode = header.opcode
+        fin = header.fin
+        if opcode != Opcode.CONTINUATION:
+            compressed = bool(header.rsv & RSV1)
+            if fin and not compressed:
+                # The common case: a whole message in one uncompressed frame.
+                self._deliver(opcode, payload)
+                return
+            self._message_opcode = opcode
+            self._message_compressed = compressed
+            if opcode == Opcode.TEXT:
+                self._decoder = _Utf8Decoder()
+        if self._message_compressed:
+            compression = self.compression
+            assert compression is not None  # RSV1 is refused unless negotiated
+            limit = self.max_message_size
+            remaining = None if limit is None else limit - self._message_size
+            payload = compression.decompress(payload, remaining, fin)
+        self._message_size += len(payload)
+        decoder = self._decoder
+        if decoder is not None:
+            try:
+                self._message_parts.append(decoder.decode(payload, fin))
+            except UnicodeDecodeError:
+                raise ProtocolError("invalid UTF-8 in text message", Status.BAD_DATA) from None
+        else:
+            self._message_parts.append(payload)
+        if fin:
+            message_opcode = self._message_opcode
+            parts = self._message_parts
+            self._reset_message()
+            if message_opcode == Opcode.TEXT:
+                self._events.append(events.Text("".join(parts)))  # type: ignore[arg-type]
+            else:
+                self._events.append(events.Binary(b"".join(parts)))  # type: ignore[arg-type]
+
+    def _deliver(self, opcode: int, payload: bytes) -> None:
+        if opcode == Opcode.TEXT:
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ProtocolError("invalid UTF-8 in text message", Status.BAD_DATA) from None
+            self._events.append(events.Text(text))
+        else:
+            self._events.append(events.Binary(payload))
+
+    def _on_control_frame(self, opcode: int, payload: bytes) -> None:
+        if opcode == Opcode.CLOSE:
+            self._on_close_frame(payload)
+        elif self.failure is not None:
+            return
+        elif opcode == Opcode.PING:
+            if self.auto_pong and self.state is not State.CLOSING:
+                self._send_frame(Opcode.PONG, payload)
+            self._events.append(events.Ping(payload))
+        else:
+            self._events.append(events.Pong(payload))
+
+    def _on_close_frame(self, payload: bytes) -> None:
+        code, reason = parse_close_payload(payload)
+        self.close_code = code
+        self.close_reason = reason
+        self._receive = self._discard
+        state = self.state
+        if state is State.OPEN:
+            self._transition(State.REMOTE_CLOSING)
+            self._events.append(events.Closing(code, reason))
+        elif state is State.CLOSING:
+            self._transition(State.CLOSED)
+            if self.failure is None:
+                self._events.append(events.Closed(code, reason))

@@ -1,0 +1,548 @@
+"""The blocking shell: one generator that owns the socket, the clock and the timers.
+
+:meth:`WebsocketSession.run` opens the connection, then loops: wait on a selector
+until the socket is readable or the nearest deadline comes → read → feed the
+protocol → send what it produced → yield its events → fire due timers.
+
+Threads: every protocol call and every socket write happens under one lock, so
+``send_*`` and ``close()`` may be called from any thread. The socket is
+non-blocking once open; bytes the kernel cannot take yet wait in an output queue
+that the loop drains when the socket is writable. A thread other than the loop's
+that queues more than :data:`HIGH_WATER` bytes waits (draining the queue itself)
+until it shrinks, so a fast sender cannot fill memory; the loop's own thread never
+waits, so a server that stops reading cannot stall the timers.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Callable, Deque, Generator, TypeVar
+
+from . import events
+from .deadline import Clock, Deadline
+from .errors import ConnectFail, TransportFail
+from .protocol import ClientProtocol, State
+from .transport import open_connection
+
+if TYPE_CHECKING:
+    from .websocket import WebSocket
+
+log = logging.getLogger("lomond")
+
+T = TypeVar("T")
+
+#: Bytes read from the socket at a time.
+READ_SIZE = 256 * 1024
+#: A thread other than the loop's waits while more than this many bytes are queued.
+HIGH_WATER = 4 * 1024 * 1024
+
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+SelectorFactory = Callable[[], selectors.BaseSelector]
+
+
+class WebsocketSession:
+    """Runs one connection of a :class:`~lomond.websocket.WebSocket`.
+
+    Args:
+        websocket: The WebSocket whose settings to use.
+        clock: A monotonic clock (injectable for tests).
+        selector_factory: Makes the selector the loop waits on (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        clock: Clock = time.monotonic,
+        selector_factory: SelectorFactory = selectors.DefaultSelector,
+    ) -> None:
+        self.websocket = websocket
+        self.protocol: ClientProtocol = websocket.make_protocol()
+        self._clock = clock
+        self._selector_factory = selector_factory
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._selector: selectors.BaseSelector | None = None
+        self._write_interest = False
+        self._pending: Deque[memoryview] = deque()
+        self._pending_size = 0
+        self._wake_reader: socket.socket | None = None
+        self._wake_writer: socket.socket | None = None
+        self._loop_thread: int | None = None
+        self._start_time = clock()
+        self._close_sent_at: float | None = None
+        self._connect_deadline: Deadline | None = None
+        self.running = False
+
+    def __repr__(self) -> str:
+        return f"<WebsocketSession {self.websocket.url!r} {self.protocol.state.value}>"
+
+    @property
+    def session_time(self) -> float:
+        """Seconds since the session was created, on its monotonic clock."""
+        return self._clock() - self._start_time
+
+    @property
+    def sent_close_time(self) -> float | None:
+        """The session time at which our close frame was queued, or ``None``."""
+        if self._close_sent_at is None:
+            return None
+        return self._close_sent_at - self._start_time
+
+    # -- calls from any thread ----------------------------------------------------
+
+    def call(self, action: Callable[[ClientProtocol], T]) -> T:
+        """Run ``action`` on the protocol under the lock, then send what it produced.
+
+        Raises:
+            TransportFail: The socket failed while sending.
+            WebSocketUnavailable: Raised by ``action`` when not connected.
+        """
+        with self._lock:
+            result = action(self.protocol)
+            self._flush_locked(raise_errors=True)
+        if threading.get_ident() != self._loop_thread:
+            self._wake()
+            if self._pending_size > HIGH_WATER:
+                self._wait_for_drain()
+        return result
+
+    def force_disconnect(self) -> None:
+        """Drop the connection; the loop then yields ``Disconnected(graceful=False)``."""
+        with self._lock:
+            self.protocol.abort("disconnected by force_disconnect()")
+            sock = self._sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self._wake()
+
+    def close(self) -> None:
+        """Close the socket at once (no close frame). Safe to call at any time."""
+        with self._lock:
+            self._close_socket_locked()
+
+    # -- output -------------------------------------------------------------------
+
+    def _flush_locked(self, raise_errors: bool = False) -> None:
+        protocol = self.protocol
+        data = protocol.data_to_send()
+        if self._close_sent_at is None and protocol.state in (State.CLOSING, State.CLOSED):
+            self._close_sent_at = self._clock()
+        if not data:
+            return
+        if self._sock is None:
+            if protocol.state is not State.CONNECTING and raise_errors:
+                raise TransportFail("socket closed; data not sent")
+            return
+        self._pending.append(memoryview(data))
+        self._pending_size += len(data)
+        self._websocket_trace("socket_send", length=len(data))
+        try:
+            self._drain_locked()
+        except OSError as error:
+            protocol.abort(f"socket error; {error}")
+            self._close_socket_locked()
+            if raise_errors:
+                raise TransportFail(f"socket error; {error}") from None
+
+    def _drain_locked(self) -> None:
+        """Write queued bytes until the queue is empty or the kernel's buffer is full."""
+        sock = self._sock
+        pending = self._pending
+        while pending and sock is not None:
+            chunk = pending[0]
+            try:
+                sent = sock.send(chunk)
+            except _WOULD_BLOCK:
+                return
+            self._pending_size -= sent
+            if sent == len(chunk):
+                pending.popleft()
+            else:
+                pending[0] = chunk[sent:]
+
+    def _wait_for_drain(self) -> None:
+        """Block a non-loop thread until the output queue is under the high-water mark."""
+        while True:
+            with self._lock:
+                sock = self._sock
+                if sock is None:
+                    if self._pending_size:
+                        raise TransportFail("connection closed before the data was sent")
+                    return
+                try:
+                    self._drain_locked()
+                except OSError as error:
+                    raise TransportFail(f"socket error; {error}") from None
+                if self._pending_size <= HIGH_WATER:
+                    return
+            try:
+                select.select([], [sock], [], 0.1)
+            except (OSError, ValueError):
+                # The loop closed the socket meanwhile; the next round sees it.
+                continue
+
+    def _wake(self) -> None:
+        """Interrupt the loop's wait so it sees new deadlines and queued output."""
+        writer = self._wake_writer
+        if writer is not None:
+            try:
+                writer.send(b"\0")
+            except OSError:
+                pass
+
+    def _close_socket_locked(self) -> None:
+        sock, self._sock = self._sock, None
+        self._pending.clear()
+        self._pending_size = 0
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:  # pragma: no cover - close() of a socket hardly fails
+                pass
+
+    def _websocket_trace(self, stage: str, **fields: object) -> None:
+        if self.websocket.trace is not None:
+            self.websocket.emit_trace(stage, **fields)
+
+    # -- the loop -----------------------------------------------------------------
+
+    def run(
+        self,
+        poll: float | None = 5.0,
+        ping_rate: float | None = 30.0,
+        ping_timeout: float | None = None,
+        auto_pong: bool = True,
+        close_timeout: float | None = 30.0,
+    ) -> Generator[events.Event, None, None]:
+        """Connect and yield the events of the connection (SPEC §3)."""
+        self.running = True
+        self.protocol.auto_pong = auto_pong
+        try:
+            yield from self._run(poll, ping_rate, ping_timeout, close_timeout)
+        finally:
+            self._shutdown()
+            self.running = False
+
+    def _shutdown(self) -> None:
+        with self._lock:
+            self.protocol.abort("the event loop was left")
+            self.protocol.events_received()
+            self._close_socket_locked()
+        for resource in (self._selector, self._wake_reader, self._wake_writer):
+            if resource is not None:
+                resource.close()
+        self._selector = self._wake_reader = self._wake_writer = None
+
+    def _open(self) -> socket.socket:
+        websocket = self.websocket
+        deadline = Deadline(websocket.connect_timeout, self._clock)
+        context = websocket.get_ssl_context() if websocket.is_secure else None
+        sock = open_connection(
+            websocket.host,
+            websocket.port,
+            context=context,
+            deadline=deadline,
+            on_tls=lambda: self._websocket_trace(
+                "tls_wrapped",
+                verify=websocket.ssl_verify,
+                has_context=websocket.ssl_context is not None,
+                cafile=websocket.ssl_cafile is not None,
+            ),
+        )
+        with self._lock:
+            request = self.protocol.data_to_send()
+            try:
+                sock.settimeout(deadline.remaining())
+                sock.sendall(request)
+            except OSError as error:
+                sock.close()
+                if isinstance(error, socket.timeout):
+                    raise ConnectFail(
+                        f"timed out after {deadline.seconds:g}s sending the upgrade request"
+                    ) from None
+                raise ConnectFail(f"could not send the upgrade request: {error}") from None
+            self._websocket_trace("socket_send", length=len(request))
+            sock.setblocking(False)
+            self._sock = sock
+        self._connect_deadline = deadline
+        return sock
+
+    def _run(
+        self,
+        poll: float | None,
+        ping_rate: float | None,
+        ping_timeout: float | None,
+        close_timeout: float | None,
+    ) -> Generator[events.Event, None, None]:
+        websocket = self.websocket
+        protocol = self.protocol
+        clock = self._clock
+        self._loop_thread = threading.get_ident()
+        yield events.Connecting(websocket.url)
+        self._loop_thread = threading.get_ident()
+        try:
+            if protocol.state is State.DISCONNECTED:
+                raise ConnectFail("closed before the connection was opened")
+            sock = self._open()
+        except ConnectFail as error:
+            log.debug("connect failed: %s", error)
+            with self._lock:
+                protocol.abort(str(error))
+                protocol.events_received()
+            yield events.ConnectFail(str(error))
+            return
+
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
+        selector = self._selector = self._selector_factory()
+        selector.register(sock, selectors.EVENT_READ)
+        selector.register(self._wake_reader, selectors.EVENT_READ)
+
+        yield events.Connected(websocket.url, proxy=None)
+        self._loop_thread = threading.get_ident()
+
+        timers = _Timers(clock, poll, ping_rate, ping_timeout, close_timeout)
+        timers.connect_deadline = self._connect_deadline
+        while True:
+            with self._lock:
+                received = protocol.events_received()
+            for event in received:
+                if isinstance(event, events.Disconnected):
+                    self.close()
+                    self._trace_event(event)
+                    yield event
+                    return
+                if isinstance(event, events.Pong):
+                    timers.pong_received()
+                self._trace_event(event)
+                yield event
+                self._loop_thread = threading.get_ident()
+                if isinstance(event, events.Ready):
+                    timers.ready()
+                    yield events.Poll()
+                    self._loop_thread = threading.get_ident()
+                elif isinstance(event, events.Closing):
+                    # The application has seen the server's close; now echo it.
+                    self.call(ClientProtocol.echo_close)
+
+            due = self._fire_timers(timers)
+            if due is not None:
+                yield due
+                self._loop_thread = threading.get_ident()
+                continue
+            with self._lock:
+                if protocol.has_events:
+                    continue
+            self._wait(timers.timeout(protocol.state, self._close_sent_at))
+
+    def _fire_timers(self, timers: _Timers) -> events.Event | None:
+        """Act on every due deadline; return the event to yield, if any."""
+        protocol = self.protocol
+        now = self._clock()
+        state = protocol.state
+        if state is State.CONNECTING:
+            deadline = timers.connect_deadline
+            if deadline is not None and deadline.expired:
+                seconds = deadline.seconds
+                with self._lock:
+                    protocol.abort(f"timed out after {seconds:g}s waiting for the upgrade response")
+            return None
+        if self._close_sent_at is not None and timers.close_timeout is not None:
+            if now >= self._close_sent_at + timers.close_timeout:
+                with self._lock:
+                    protocol.abort(
+                        f"server did not close the connection within "
+                        f"{timers.close_timeout:g}s (close timeout)"
+                    )
+                return None
+        if timers.ping_due(now):
+            with self._lock:
+                if protocol.can_send:
+                    protocol.send_ping()
+                    self._flush_locked()
+        if state is State.OPEN and timers.unresponsive(now):
+            with self._lock:
+                protocol.abort(f"no pong within {timers.ping_timeout:g}s (ping timeout)")
+            return events.Unresponsive()
+        if timers.poll_due(now):
+            return events.Poll()
+        return None
+
+    def _wait(self, timeout: float | None) -> None:
+        """Wait for input (or writability, with output queued) until ``timeout``."""
+        selector = self._selector
+        sock = self._sock
+        if selector is None or sock is None:  # pragma: no cover - the loop ends first
+            return
+        want_write = bool(self._pending)
+        if want_write != self._write_interest:
+            mask = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write else 0)
+            selector.modify(sock, mask)
+            self._write_interest = want_write
+        try:
+            ready = selector.select(timeout)
+        except OSError as error:  # pragma: no cover - a selector failing is a bug elsewhere
+            with self._lock:
+                self.protocol.abort(f"selector error; {error}")
+            return
+        for key, mask in ready:
+            if key.fileobj is self._wake_reader:
+                self._drain_wake()
+                continue
+            if mask & selectors.EVENT_WRITE:
+                with self._lock:
+                    try:
+                        self._drain_locked()
+                    except OSError as error:
+                        self.protocol.abort(f"socket error; {error}")
+            if mask & selectors.EVENT_READ:
+                self._read(sock)
+
+    def _drain_wake(self) -> None:
+        reader = self._wake_reader
+        try:
+            while reader is not None and reader.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def _read(self, sock: socket.socket) -> None:
+        try:
+            data = sock.recv(READ_SIZE)
+            if isinstance(sock, ssl.SSLSocket):
+                # Decrypted bytes buffered inside the TLS layer never wake the selector.
+                while data and sock.pending():
+                    data += sock.recv(READ_SIZE)
+        except _WOULD_BLOCK:
+            return
+        except OSError as error:
+            with self._lock:
+                self.protocol.abort(f"socket error; {error}")
+            return
+        self._websocket_trace("socket_recv", length=len(data))
+        with self._lock:
+            if data:
+                self.protocol.receive_data(data)
+            else:
+                self.protocol.receive_eof()
+            self._flush_locked()
+
+    def _trace_event(self, event: events.Event) -> None:
+        if self.websocket.trace is None:
+            return
+        if isinstance(event, events.Text):
+            self._websocket_trace("message_text", length=len(event.text))
+        elif isinstance(event, events.Binary):
+            self._websocket_trace("message_binary", length=len(event.data))
+        elif isinstance(event, events.Ping):
+            self._websocket_trace("message_ping", length=len(event.data))
+        elif isinstance(event, events.Pong):
+            self._websocket_trace("message_pong", length=len(event.data))
+        elif isinstance(event, (events.Closing, events.Closed)):
+            self._websocket_trace("message_close", code=event.code, reason=event.reason)
+        elif isinstance(event, events.Ready):
+            self._websocket_trace(
+                "handshake_ready", protocol=event.protocol, extensions=sorted(event.extensions)
+            )
+        elif isinstance(event, events.Rejected):
+            self._websocket_trace(
+                "handshake_rejected", reason=event.reason, status_code=event.response.status_code
+            )
+        elif isinstance(event, events.Disconnected):
+            self._websocket_trace("disconnected", reason=event.reason, graceful=event.graceful)
+
+
+class _Timers:
+    """The deadlines of an open connection: poll, auto ping, ping timeout, close timeout.
+
+    Each is kept as an absolute time on the session clock, and advanced by whole
+    periods so that they never drift.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        poll: float | None,
+        ping_rate: float | None,
+        ping_timeout: float | None,
+        close_timeout: float | None,
+    ) -> None:
+        self._clock = clock
+        self.poll = poll or None
+        self.ping_rate = ping_rate or None
+        self.ping_timeout = ping_timeout or None
+        self.close_timeout = close_timeout
+        self.connect_deadline: Deadline | None = None
+        self._next_poll: float | None = None
+        self._next_ping: float | None = None
+        self._last_pong: float | None = None
+
+    def ready(self) -> None:
+        """Start the timers: called when the connection opens (``Ready``)."""
+        now = self._clock()
+        if self.poll is not None:
+            self._next_poll = now + self.poll
+        if self.ping_rate is not None:
+            self._next_ping = now + self.ping_rate
+        self._last_pong = now
+
+    def pong_received(self) -> None:
+        self._last_pong = self._clock()
+
+    @staticmethod
+    def _advance(when: float, period: float, now: float) -> float:
+        # Skip the periods that were missed (a slow loop body), keeping the phase.
+        missed = int((now - when) // period) + 1
+        return when + missed * period
+
+    def poll_due(self, now: float) -> bool:
+        when = self._next_poll
+        if when is None or now < when:
+            return False
+        assert self.poll is not None
+        self._next_poll = self._advance(when, self.poll, now)
+        return True
+
+    def ping_due(self, now: float) -> bool:
+        when = self._next_ping
+        if when is None or now < when:
+            return False
+        assert self.ping_rate is not None
+        self._next_ping = self._advance(when, self.ping_rate, now)
+        return True
+
+    def unresponsive(self, now: float) -> bool:
+        if self.ping_timeout is None or self._last_pong is None:
+            return False
+        return now >= self._last_pong + self.ping_timeout
+
+    def timeout(self, state: State, close_sent_at: float | None) -> float | None:
+        """Seconds until the nearest deadline, for the selector (``None``: no deadline)."""
+        candidates = []
+        if self._next_poll is not None:
+            candidates.append(self._next_poll)
+        if state is State.OPEN:
+            if self._next_ping is not None:
+                candidates.append(self._next_ping)
+            if self.ping_timeout is not None and self._last_pong is not None:
+                candidates.append(self._last_pong + self.ping_timeout)
+        if close_sent_at is not None and self.close_timeout is not None:
+            candidates.append(close_sent_at + self.close_timeout)
+        if self.connect_deadline is not None and state is State.CONNECTING:
+            if self.connect_deadline.when is not None:
+                candidates.append(self.connect_deadline.when)
+        if not candidates:
+            return None
+        return max(0.0, min(candidates) - self._clock())

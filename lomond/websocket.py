@@ -1,0 +1,455 @@
+"""The public façade: :class:`WebSocket`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import ssl
+from typing import Any, Callable, Dict, Generator, Sequence
+from urllib.parse import quote, unquote, urlsplit
+
+from . import events
+from .compression import Deflate
+from .constants import USER_AGENT
+from .errors import TransportFail, WebSocketUnavailable
+from .frames import Opcode, truncate_utf8
+from .handshake import HeadersArgument, build_request, make_key, normalize_headers, validate_header
+from .protocol import ClientProtocol, State
+from .session import WebsocketSession
+from .status import Status, is_valid_close_code
+from .transport import make_ssl_context
+
+log = logging.getLogger("lomond")
+
+#: Receives one dict per step of a connection (SPEC §11).
+TraceCallable = Callable[[Dict[str, Any]], None]
+
+_DEFAULT_PORTS = {"ws": 80, "wss": 443}
+# RFC 3986 §3.3: characters allowed in a path (besides unreserved ones) stay as they are.
+_PATH_SAFE = "/:@!$&'()*+,;=%~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+_UNSET: Any = object()
+
+
+class WebSocket:
+    """A WebSocket client connection to ``url``.
+
+    Nothing touches the network until the generator returned by :meth:`connect` is
+    iterated. See SPEC §2 for every argument; in short:
+
+    Args:
+        url: A ``ws://`` or ``wss://`` URL. ``user:password@`` becomes an
+            ``Authorization: Basic`` header.
+        proxies: Proxy settings (``None``: from the environment; ``{}``: none).
+        protocols: Subprotocols to offer.
+        agent: The ``User-Agent`` value (default :data:`lomond.constants.USER_AGENT`).
+        compress: ``True``, ``False`` or a :class:`lomond.compression.Deflate`.
+        ssl_verify: Verify the server's certificate and host name.
+        ssl_cafile: Trust exactly this CA bundle instead of the system's and certifi's.
+        ssl_context: An :class:`ssl.SSLContext` to use as it is.
+        trace: A callable receiving one dict per step of the connection.
+        headers: Extra request headers, a mapping or a list of pairs.
+        origin: Sent as the ``Origin`` header.
+        connect_timeout: Seconds for DNS, TCP, proxy, TLS and the upgrade response
+            together; ``None`` waits forever.
+        max_message_size: The largest message accepted, in bytes after decompression;
+            ``None`` for no limit. Larger messages fail the connection (code 1009).
+
+    Raises:
+        ValueError: The URL is not a ``ws://``/``wss://`` URL with a host, a header is
+            invalid, or a limit is not positive.
+        TypeError: A header or a limit has the wrong type.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        proxies: dict[str, str] | None = None,
+        protocols: Sequence[str] | None = None,
+        agent: str | None = None,
+        compress: bool | Deflate = False,
+        ssl_verify: bool = True,
+        ssl_cafile: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        trace: TraceCallable | None = None,
+        *,
+        headers: HeadersArgument | None = None,
+        origin: str | None = None,
+        connect_timeout: float | None = 30.0,
+        max_message_size: int | None = 16 * 1024 * 1024,
+    ) -> None:
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a str, not {type(url).__name__}")
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS:
+            raise ValueError(f"url must start with ws:// or wss://, not {url!r}")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"url {url!r} has an invalid port") from None
+        if not parts.hostname:
+            raise ValueError(f"url {url!r} has no host")
+        if not isinstance(compress, (bool, Deflate)):
+            raise TypeError("compress must be True, False or a lomond.compression.Deflate")
+        _check_positive("connect_timeout", connect_timeout, float)
+        _check_positive("max_message_size", max_message_size, int)
+
+        self.scheme = scheme
+        self.host: str = parts.hostname
+        self.port: int = port or _DEFAULT_PORTS[scheme]
+        path = quote(parts.path or "/", safe=_PATH_SAFE)
+        query = quote(parts.query, safe=_QUERY_SAFE)
+        self.resource = f"{path}?{query}" if parts.query else path
+        self._authorization: str | None = None
+        if parts.username is not None:
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            encoded = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+            self._authorization = f"Basic {encoded}"
+        netloc = parts.netloc.rpartition("@")[2]
+        self.url = parts._replace(scheme=scheme, netloc=netloc, fragment="").geturl()
+
+        self.proxies = proxies
+        self.protocols: list[str] = list(protocols or [])
+        self.agent = agent or USER_AGENT
+        self.compress = compress
+        self.ssl_verify = ssl_verify
+        self.ssl_cafile = ssl_cafile
+        self.ssl_context = ssl_context
+        self.trace = trace
+        self.origin = origin
+        self.connect_timeout = connect_timeout
+        self.max_message_size = max_message_size
+        self._headers = normalize_headers(headers)
+        self._default_ssl_context: ssl.SSLContext | None = None
+        self._session: WebsocketSession | None = None
+        self._key = make_key(os.urandom(16))
+
+    def __repr__(self) -> str:
+        return f"WebSocket('{self.url}')"
+
+    # -- configuration ---------------------------------------------------------
+
+    def add_header(self, header: bytes, value: bytes) -> None:
+        """Add a request header, sent after lomond's own.
+
+        Raises:
+            TypeError: ``header`` or ``value`` is not ``bytes``.
+            ValueError: See :func:`lomond.handshake.validate_header`.
+        """
+        if not isinstance(header, bytes):
+            raise TypeError("header must be bytes")
+        if not isinstance(value, bytes):
+            raise TypeError("value must be bytes")
+        self._headers.append(validate_header(header, value))
+
+    @property
+    def host_header(self) -> str:
+        """The ``Host`` header value: port only when not the default, IPv6 bracketed."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port == _DEFAULT_PORTS[self.scheme]:
+            return host
+        return f"{host}:{self.port}"
+
+    def _offered_protocols(self) -> list[str]:
+        offered = list(self.protocols)
+        for name, value in self._headers:
+            if name.lower() == b"sec-websocket-protocol":
+                offered.extend(p.strip() for p in value.decode("latin-1").split(",") if p.strip())
+        return offered
+
+    def _deflate(self) -> Deflate | None:
+        if self.compress is True:
+            return Deflate()
+        if isinstance(self.compress, Deflate):
+            return self.compress
+        return None
+
+    def make_protocol(self) -> ClientProtocol:
+        """Return a fresh protocol for one connection (called by the session)."""
+        deflate = self._deflate()
+        request = build_request(
+            resource=self.resource,
+            host_header=self.host_header,
+            key=self._key,
+            agent=self.agent,
+            origin=self.origin,
+            authorization=self._authorization,
+            protocols=self.protocols,
+            extensions=deflate.offer() if deflate is not None else None,
+            headers=self._headers,
+        )
+        return ClientProtocol(
+            request,
+            self._key,
+            protocols=self._offered_protocols(),
+            deflate=deflate,
+            max_message_size=self.max_message_size,
+        )
+
+    def get_ssl_context(self) -> ssl.SSLContext:
+        """The TLS context for ``wss://``: ``ssl_context`` as given, else lomond's default."""
+        if self.ssl_context is not None:
+            return self.ssl_context
+        if self._default_ssl_context is None:
+            self._default_ssl_context = make_ssl_context(self.ssl_verify, self.ssl_cafile)
+        return self._default_ssl_context
+
+    def emit_trace(self, stage: str, **fields: Any) -> None:
+        """Pass a trace record to ``trace``; an exception it raises is logged and ignored."""
+        trace = self.trace
+        if trace is None:
+            return
+        record: dict[str, Any] = {"stage": stage, "url": self.url}
+        record.update(fields)
+        try:
+            trace(record)
+        except Exception:
+            log.exception("trace callable raised an exception (ignored)")
+
+    # -- state -----------------------------------------------------------------
+
+    @property
+    def session(self) -> WebsocketSession | None:
+        """The session of the current (or last) connection, if any."""
+        return self._session
+
+    @property
+    def key(self) -> bytes:
+        """The ``Sec-WebSocket-Key`` of the current (or next) connection."""
+        return self._key
+
+    @property
+    def _state(self) -> State | None:
+        return None if self._session is None else self._session.protocol.state
+
+    @property
+    def is_secure(self) -> bool:
+        """Whether the connection uses TLS (``wss://``)."""
+        return self.scheme == "wss"
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the WebSocket is open: connected, and neither closing nor closed."""
+        return self._state is State.OPEN
+
+    @property
+    def is_closing(self) -> bool:
+        """Whether the closing handshake has started but the connection is not over."""
+        return self._state in (State.CLOSING, State.REMOTE_CLOSING)
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the connection is over (or both close frames were exchanged)."""
+        return self._state in (State.CLOSED, State.DISCONNECTED)
+
+    @property
+    def supports_compression(self) -> bool:
+        """Whether permessage-deflate was negotiated on the current connection."""
+        return self._session is not None and self._session.protocol.compression is not None
+
+    @property
+    def sent_close_time(self) -> float | None:
+        """When our close frame was sent, in seconds on the session clock, or ``None``."""
+        return None if self._session is None else self._session.sent_close_time
+
+    # -- connecting ------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget the previous connection; the next one starts from fresh state.
+
+        Raises:
+            RuntimeError: A connection loop is still running.
+        """
+        if self._session is not None and self._session.running:
+            raise RuntimeError("cannot reset a WebSocket while its event loop is running")
+        self._session = None
+        self._key = make_key(os.urandom(16))
+
+    def connect(
+        self,
+        session_class: type[WebsocketSession] = WebsocketSession,
+        poll: float | None = 5.0,
+        ping_rate: float | None = 30.0,
+        ping_timeout: float | None = None,
+        auto_pong: bool = True,
+        close_timeout: float | None = 30.0,
+    ) -> Generator[events.Event, None, None]:
+        """Return a generator that connects and yields the connection's events.
+
+        Args:
+            session_class: The session implementation (for tests and subclasses).
+            poll: Seconds between :class:`~lomond.events.Poll` events.
+            ping_rate: Seconds between automatic pings; ``0`` or ``None`` disables them.
+            ping_timeout: Fail the connection (:class:`~lomond.events.Unresponsive`)
+                after this many seconds without a pong; ``None`` disables it.
+            auto_pong: Answer pings automatically.
+            close_timeout: Seconds to wait for the server to finish the closing
+                handshake after our close frame; ``None`` waits forever.
+
+        Raises:
+            RuntimeError: A previous connection's loop is still running.
+        """
+        self.reset()
+        session = self._session = session_class(self)
+        self.emit_trace(
+            "connect_start",
+            poll=poll,
+            ping_rate=ping_rate,
+            ping_timeout=ping_timeout,
+            auto_pong=auto_pong,
+            close_timeout=close_timeout,
+        )
+        return session.run(
+            poll=poll,
+            ping_rate=ping_rate,
+            ping_timeout=ping_timeout,
+            auto_pong=auto_pong,
+            close_timeout=close_timeout,
+        )
+
+    def __iter__(self) -> Generator[events.Event, None, None]:
+        return self.connect()
+
+    def __enter__(self) -> WebSocket:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            self._session.close()
+
+    def force_disconnect(self) -> None:
+        """Drop the TCP connection now; the loop then yields ``Disconnected``.
+
+        Never raises.
+        """
+        if self._session is not None:
+            self._session.force_disconnect()
+
+    # -- sending ---------------------------------------------------------------
+
+    def _connected_session(self) -> WebsocketSession:
+        session = self._session
+        if session is None:
+            raise WebSocketUnavailable("not connected: call connect() first")
+        return session
+
+    def send_text(self, text: str, compress: bool = True) -> None:
+        """Send a text message.
+
+        Raises:
+            TypeError: ``text`` is not a ``str``.
+            WebSocketUnavailable: Not connected (or closing, or closed).
+            TransportFail: The socket failed.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, not {type(text).__name__}")
+        session = self._connected_session()
+        payload = text.encode("utf-8")
+        compressed = session.call(lambda p: p.send_message(Opcode.TEXT, payload, compress))
+        self.emit_trace("send_text", length=len(text), compressed=compressed)
+
+    def send_binary(self, data: bytes | bytearray | memoryview, compress: bool = True) -> None:
+        """Send a binary message from any bytes-like object.
+
+        Raises:
+            TypeError: ``data`` is not bytes-like.
+            WebSocketUnavailable: Not connected (or closing, or closed).
+            TransportFail: The socket failed.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
+        session = self._connected_session()
+        payload = bytes(data)
+        compressed = session.call(lambda p: p.send_message(Opcode.BINARY, payload, compress))
+        self.emit_trace("send_binary", length=len(payload), compressed=compressed)
+
+    def send_json(self, _obj: Any = _UNSET, **kwargs: Any) -> None:
+        """Send ``_obj`` (or the keyword arguments as an object) as JSON text.
+
+        Raises:
+            ValueError: Both a positional object and keyword arguments were given.
+            TypeError: The object cannot be serialised to JSON.
+        """
+        if _obj is _UNSET:
+            _obj = kwargs
+        elif kwargs:
+            raise ValueError("send_json takes one positional object or keyword arguments, not both")
+        self.send_text(json.dumps(_obj))
+
+    def send_ping(self, data: bytes = b"") -> None:
+        """Send a ping (``data``: bytes, at most 125).
+
+        Raises:
+            TypeError: ``data`` is not bytes.
+            ValueError: ``data`` is longer than 125 bytes.
+        """
+        _check_control_payload("ping", data)
+        self._connected_session().call(lambda p: p.send_ping(bytes(data)))
+        self.emit_trace("send_ping", length=len(data))
+
+    def send_pong(self, data: bytes) -> None:
+        """Send a pong (``data``: bytes, at most 125).
+
+        Raises:
+            TypeError: ``data`` is not bytes.
+            ValueError: ``data`` is longer than 125 bytes.
+        """
+        _check_control_payload("pong", data)
+        self._connected_session().call(lambda p: p.send_pong(bytes(data)))
+        self.emit_trace("send_pong", length=len(data))
+
+    def close(self, code: int = Status.NORMAL, reason: str | bytes = "goodbye") -> None:
+        """Start the closing handshake; the loop ends once the server has answered.
+
+        Before connecting, or when closing or closed already, this does nothing.
+
+        Raises:
+            ValueError: ``code`` may not be sent (allowed: 1000-1003, 1007-1014,
+                3000-4999), or a ``bytes`` reason is not UTF-8.
+            TypeError: ``code`` is not an int or ``reason`` neither str nor bytes.
+        """
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise TypeError(f"code must be an int, not {type(code).__name__}")
+        if not is_valid_close_code(code):
+            raise ValueError(f"close code {code} may not be sent (RFC 6455 §7.4)")
+        if isinstance(reason, str):
+            reason_bytes = reason.encode("utf-8")
+        elif isinstance(reason, (bytes, bytearray)):
+            reason_bytes = bytes(reason)
+            try:
+                reason_bytes.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError("close reason must be UTF-8") from None
+        else:
+            raise TypeError(f"reason must be str or bytes, not {type(reason).__name__}")
+        session = self._session
+        if session is None:
+            return
+        reason_bytes = truncate_utf8(reason_bytes, 123)
+        try:
+            sent = session.call(lambda p: p.close(code, reason_bytes))
+        except TransportFail:
+            # The socket is broken: the loop is ending with Disconnected anyway.
+            return
+        if sent:
+            self.emit_trace("close_requested", code=code, reason=reason_bytes.decode("utf-8"))
+
+
+def _check_control_payload(kind: str, data: object) -> None:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{kind} data must be bytes, not {type(data).__name__}")
+    if len(data) > 125:
+        raise ValueError(f"{kind} data must be at most 125 bytes (RFC 6455 §5.5)")
+
+
+def _check_positive(name: str, value: object, kind: type) -> None:
+    if value is None:
+        return
+    numeric = (int, float) if kind is float else (int,)
+    if isinstance(value, bool) or not isinstance(value, numeric):
+        raise TypeError(f"{name} must be a number or None, not {type(value).__name__}")
+    if value <= 0:  # type: ignore[operator]
+        raise ValueError(f"{name} must be positive (or None), not {value!r}")
