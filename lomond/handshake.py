@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from typing import Iterable, List, Mapping, Sequence, Tuple, Union
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .constants import WS_KEY, WS_VERSION
 from .errors import HandshakeError
@@ -17,6 +17,8 @@ HeadersArgument = Union[
     Iterable[Tuple[Union[str, bytes], Union[str, bytes]]],
 ]
 HeaderList = List[Tuple[bytes, bytes]]
+#: One accepted extension: its name and its ``(parameter, value or None)`` pairs.
+Extension = Tuple[str, List[Tuple[str, Optional[str]]]]
 
 #: Headers the handshake sets itself; a user may not supply them (SPEC §2).
 RESERVED_HEADERS = frozenset(
@@ -121,7 +123,7 @@ def build_request(
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-def parse_extensions(values: list[str]) -> list[tuple[str, list[tuple[str, str | None]]]]:
+def parse_extensions(values: list[str]) -> list[Extension]:
     """Parse ``Sec-WebSocket-Extensions`` values (RFC 6455 §9.1).
 
     Returns a list of ``(name, [(parameter, value or None), ...])``. Quoted values are
@@ -157,7 +159,7 @@ def parse_extensions(values: list[str]) -> list[tuple[str, list[tuple[str, str |
 
 def check_response(
     response: Response, key: bytes, protocols: Sequence[str]
-) -> tuple[str | None, list[tuple[str, list[tuple[str, str | None]]]]]:
+) -> tuple[str | None, list[Extension]]:
     """Check that ``response`` accepts the upgrade (RFC 6455 §4.2.2 from the client's side).
 
     Returns:

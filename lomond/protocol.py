@@ -43,7 +43,7 @@ from .frames import (
     build_frame,
     parse_close_payload,
 )
-from .handshake import check_response
+from .handshake import Extension, check_response
 from .mask import KeySource
 from .response import Response
 from .status import Status
@@ -308,6 +308,8 @@ class ClientProtocol:
             self._disconnect("connection lost in the middle of a frame", False)
         elif state is State.CLOSING:
             self._disconnect("connection closed before the server's close frame", False)
+        elif state is State.REMOTE_CLOSING:
+            self._disconnect("connection closed before the close frame was echoed", False)
         else:
             self._disconnect("connection lost", False)
 
@@ -347,7 +349,7 @@ class ClientProtocol:
         if rest:
             self._receive_frames(rest)
 
-    def _accept_extensions(self, extensions: list[tuple[str, list[tuple[str, str | None]]]]) -> None:
+    def _accept_extensions(self, extensions: list[Extension]) -> None:
         for name, parameters in extensions:
             if name.lower() != EXTENSION_NAME or self.deflate is None:
                 raise HandshakeError(f"server accepted extension {name!r}, which was not offered")

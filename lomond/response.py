@@ -19,7 +19,7 @@ class Response:
             joined with ``","`` as RFC 9110 §5.3 allows.
     """
 
-    def __init__(self, header_data: bytes) -> None:
+    def __init__(self, header_data: bytes | bytearray) -> None:
         self.raw = bytes(header_data)
         lines = self.raw.decode("latin-1").split("\r\n")
         status_line = lines[0].split(None, 2)

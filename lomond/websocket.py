@@ -451,5 +451,5 @@ def _check_positive(name: str, value: object, kind: type) -> None:
     numeric = (int, float) if kind is float else (int,)
     if isinstance(value, bool) or not isinstance(value, numeric):
         raise TypeError(f"{name} must be a number or None, not {type(value).__name__}")
-    if value <= 0:  # type: ignore[operator]
+    if value <= 0:
         raise ValueError(f"{name} must be positive (or None), not {value!r}")
