@@ -18,7 +18,6 @@ States::
 from __future__ import annotations
 
 import codecs
-import logging
 import os
 from enum import Enum
 from typing import Callable, List
@@ -47,8 +46,6 @@ from .handshake import Extension, check_response
 from .mask import KeySource
 from .response import Response
 from .status import Status
-
-log = logging.getLogger("lomond")
 
 #: The largest HTTP response head lomond reads (SPEC §3).
 MAX_HEADER_SIZE = 64 * 1024
@@ -275,7 +272,6 @@ class ClientProtocol:
             # Already failing and waiting for the server's close frame: give up on it.
             self._disconnect(self.failure, False)
             return
-        log.warning("protocol error: %s", message)
         self.failure = message
         self._reset_message()
         if self.state is State.OPEN or self.state is State.REMOTE_CLOSING:
@@ -358,7 +354,6 @@ class ClientProtocol:
             self.compression = self.deflate.accept(parameters)
 
     def _reject(self, response: Response, reason: str) -> None:
-        log.debug("upgrade rejected: %s", reason)
         self._events.append(events.Rejected(response, reason))
         self._disconnect("closed", True)
 

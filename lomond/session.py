@@ -440,6 +440,10 @@ class WebsocketSession:
             self._flush_locked()
 
     def _trace_event(self, event: events.Event) -> None:
+        if isinstance(event, events.ProtocolError):
+            log.warning("protocol error: %s (critical=%s)", event.error, event.critical)
+        elif isinstance(event, events.Rejected):
+            log.info("upgrade rejected: %s", event.reason)
         if self.websocket.trace is None:
             return
         if isinstance(event, events.Text):

@@ -19,7 +19,13 @@ def test_echo_and_client_close() -> None:
 
         collected = run(ws, on_event)
     assert names(collected) == [
-        "connecting", "connected", "ready", "poll", "text", "closed", "disconnected"
+        "connecting",
+        "connected",
+        "ready",
+        "poll",
+        "text",
+        "closed",
+        "disconnected",
     ]
     assert collected[-1].graceful
 
