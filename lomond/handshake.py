@@ -13,7 +13,8 @@ from .response import Response
 
 #: Extra request headers as given by users: a mapping or a list of pairs, str or bytes.
 HeadersArgument = Union[
-    Mapping[Union[str, bytes], Union[str, bytes]],
+    Mapping[str, Union[str, bytes]],
+    Mapping[bytes, Union[str, bytes]],
     Iterable[Tuple[Union[str, bytes], Union[str, bytes]]],
 ]
 HeaderList = List[Tuple[bytes, bytes]]

@@ -1,0 +1,259 @@
+"""TLS (SPEC §8): ``wss://`` against the ``websockets`` server with ``trustme`` certificates."""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import trustme
+from peers import wait_for_eof
+from servers import RawConnection, echo, names, raw_server, run, websockets_server
+
+from lomond import WebSocket
+
+pytestmark = pytest.mark.timeout(30)
+
+OPEN = ["connecting", "connected", "ready", "poll"]
+VERIFY_FAILED = "TLS certificate verify failed"
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("tls") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+def server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="module")
+def wss_url(ca: trustme.CA) -> Iterator[str]:
+    """A ``wss://`` echo server whose certificate (for 127.0.0.1 and localhost) ``ca`` signed."""
+    context = server_context(ca.issue_cert("127.0.0.1", "localhost"))
+    with websockets_server(echo, scheme="wss", ssl=context) as url:
+        yield url
+
+
+def close_when_ready(ws: WebSocket) -> list[Any]:
+    def on_event(event: Any) -> None:
+        if event.name == "ready":
+            ws.send_text("over TLS")
+        elif event.name == "text":
+            ws.close()
+
+    return run(ws, on_event, close_timeout=2)
+
+
+def context_snapshot(context: ssl.SSLContext) -> dict[str, Any]:
+    """Every attribute of ``context`` a client could change."""
+    return {
+        "verify_mode": context.verify_mode,
+        "check_hostname": context.check_hostname,
+        "options": context.options,
+        "verify_flags": context.verify_flags,
+        "minimum_version": context.minimum_version,
+        "maximum_version": context.maximum_version,
+        "ca_certs": context.get_ca_certs(),
+        "ciphers": [cipher["name"] for cipher in context.get_ciphers()],
+        "post_handshake_auth": context.post_handshake_auth,
+        "hostname_checks_common_name": context.hostname_checks_common_name,
+        "sni_callback": context.sni_callback,
+        "keylog_filename": context.keylog_filename,
+        "cert_store_stats": context.cert_store_stats(),
+    }
+
+
+class TestVerifiedConnections:
+    def test_wss_with_ssl_cafile(self, wss_url: str, ca_file: str) -> None:
+        records: list[dict[str, Any]] = []
+        ws = WebSocket(wss_url, ssl_cafile=ca_file, trace=records.append)
+        assert ws.is_secure
+        collected = close_when_ready(ws)
+        assert names(collected) == OPEN + ["text", "closed", "disconnected"]
+        assert collected[4].text == "over TLS"
+        assert collected[-1].graceful is True
+        assert "tls_wrapped" in [record["stage"] for record in records]
+
+    def test_wss_by_host_name(self, wss_url: str, ca_file: str) -> None:
+        port = wss_url.rsplit(":", 1)[1]
+        ws = WebSocket(f"wss://localhost:{port}/", ssl_cafile=ca_file)
+        collected = close_when_ready(ws)
+        assert names(collected) == OPEN + ["text", "closed", "disconnected"]
+
+    def test_large_messages_over_tls(self, ca: trustme.CA, ca_file: str) -> None:
+        context = server_context(ca.issue_cert("127.0.0.1"))
+        payload = bytes(range(256)) * 8192  # 2 MiB
+        with websockets_server(echo, scheme="wss", ssl=context, max_size=None) as url:
+            ws = WebSocket(url, ssl_cafile=ca_file)
+
+            def on_event(event: Any) -> None:
+                if event.name == "ready":
+                    ws.send_binary(payload)
+                    ws.send_text("small")
+                elif event.name == "text":
+                    ws.close()
+
+            collected = run(ws, on_event, close_timeout=2)
+        assert names(collected) == OPEN + ["binary", "text", "closed", "disconnected"]
+        assert collected[4].data == payload
+
+
+class TestVerificationFailures:
+    def test_untrusted_certificate(self, wss_url: str) -> None:
+        collected = run(WebSocket(wss_url))
+        assert names(collected) == ["connecting", "connect_fail"]
+        reason = collected[-1].reason
+        assert reason.startswith(VERIFY_FAILED)
+        detail = reason[len(VERIFY_FAILED) :].lstrip(": ")
+        assert detail, reason
+        assert "issuer" in detail or "self-signed" in detail or "self signed" in detail
+
+    def test_untrusted_with_another_cafile(self, wss_url: str, tmp_path: Path) -> None:
+        other = tmp_path / "other-ca.pem"
+        trustme.CA().cert_pem.write_to_path(str(other))
+        collected = run(WebSocket(wss_url, ssl_cafile=str(other)))
+        assert names(collected) == ["connecting", "connect_fail"]
+        assert collected[-1].reason.startswith(VERIFY_FAILED)
+
+    @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+    def test_wrong_host_name(self, ca: trustme.CA, ca_file: str, host: str) -> None:
+        context = server_context(ca.issue_cert("other.example"))
+        with websockets_server(echo, scheme="wss", ssl=context) as url:
+            port = url.rsplit(":", 1)[1]
+            collected = run(WebSocket(f"wss://{host}:{port}/", ssl_cafile=ca_file))
+        assert names(collected) == ["connecting", "connect_fail"]
+        reason = collected[-1].reason
+        assert reason.startswith(VERIFY_FAILED)
+        assert "mismatch" in reason
+        assert host in reason
+
+    def test_expired_certificate(self, ca: trustme.CA, ca_file: str) -> None:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = ca.issue_cert(
+            "127.0.0.1",
+            not_before=now - datetime.timedelta(days=10),
+            not_after=now - datetime.timedelta(days=1),
+        )
+        with websockets_server(echo, scheme="wss", ssl=server_context(cert)) as url:
+            collected = run(WebSocket(url, ssl_cafile=ca_file))
+        assert names(collected) == ["connecting", "connect_fail"]
+        assert collected[-1].reason.startswith(VERIFY_FAILED)
+        assert "expired" in collected[-1].reason
+
+    def test_plain_server_behind_wss(self) -> None:
+        with websockets_server(echo) as url:
+            port = url.rsplit(":", 1)[1]
+            collected = run(WebSocket(f"wss://127.0.0.1:{port}/", connect_timeout=5))
+        assert names(collected) == ["connecting", "connect_fail"]
+        assert "TLS" in collected[-1].reason
+
+
+class TestTimeouts:
+    def test_tls_handshake_timeout(self) -> None:
+        def script(connection: RawConnection) -> None:
+            wait_for_eof(connection)  # accepts TCP, never answers the ClientHello
+
+        with raw_server(script) as url:
+            port = url.rsplit(":", 1)[1]
+            start = time.monotonic()
+            collected = run(WebSocket(f"wss://127.0.0.1:{port}/", connect_timeout=0.5))
+            elapsed = time.monotonic() - start
+        assert names(collected) == ["connecting", "connect_fail"]
+        assert "timed out" in collected[-1].reason
+        assert 0.4 <= elapsed < 3
+
+
+class TestCustomContext:
+    def test_custom_context_is_used_and_not_modified(self, wss_url: str, ca_file: str) -> None:
+        context = ssl.create_default_context(cafile=ca_file)
+        before = context_snapshot(context)
+        ws = WebSocket(wss_url, ssl_context=context, ssl_verify=False)
+        assert ws.ssl_context is context
+        collected = close_when_ready(ws)
+        assert names(collected) == OPEN + ["text", "closed", "disconnected"]
+        assert context_snapshot(context) == before
+
+    def test_custom_context_wins_over_ssl_cafile(
+        self, wss_url: str, ca_file: str, tmp_path: Path
+    ) -> None:
+        """The given context does not trust the CA; ``ssl_cafile`` must not be added to it."""
+        # (A CA file, not the system store: OpenSSL itself adds certificates it looks up
+        # in a CA directory to the context's store during verification.)
+        other = tmp_path / "other-ca.pem"
+        trustme.CA().cert_pem.write_to_path(str(other))
+        context = ssl.create_default_context(cafile=str(other))
+        before = context_snapshot(context)
+        collected = run(WebSocket(wss_url, ssl_context=context, ssl_cafile=ca_file))
+        assert names(collected) == ["connecting", "connect_fail"]
+        assert collected[-1].reason.startswith(VERIFY_FAILED)
+        assert context_snapshot(context) == before
+
+    def test_custom_unverified_context(self, wss_url: str) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        before = context_snapshot(context)
+        collected = close_when_ready(WebSocket(wss_url, ssl_context=context))
+        assert names(collected) == OPEN + ["text", "closed", "disconnected"]
+        assert context_snapshot(context) == before
+
+
+UNVERIFIED_CLIENT = textwrap.dedent(
+    """
+    import logging
+    import sys
+
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="LOG %(levelname)s %(name)s %(message)s"
+    )
+    from lomond import WebSocket
+
+    ws = WebSocket(sys.argv[1], ssl_verify=False)
+    for _ in range(2):
+        seen = []
+        for event in ws.connect(close_timeout=2):
+            seen.append(event.name)
+            if event.name == "ready":
+                ws.close()
+        print(" ".join(seen))
+    """
+)
+
+
+class TestUnverified:
+    def test_ssl_verify_false_connects_and_warns_once(self, wss_url: str) -> None:
+        # A fresh interpreter, so that no earlier test has already logged the warning.
+        result = subprocess.run(
+            [sys.executable, "-c", UNVERIFIED_CLIENT, wss_url],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert result.returncode == 0, result.stderr
+        expected = " ".join(OPEN + ["closed", "disconnected"])
+        assert result.stdout.splitlines() == [expected, expected]
+        warnings = [
+            line for line in result.stderr.splitlines() if line.startswith("LOG WARNING lomond")
+        ]
+        assert len(warnings) == 1, result.stderr
+        assert "verif" in warnings[0].lower()
+
+    def test_ssl_verify_false_in_process(self, wss_url: str) -> None:
+        collected = close_when_ready(WebSocket(wss_url, ssl_verify=False))
+        assert names(collected) == OPEN + ["text", "closed", "disconnected"]
