@@ -69,8 +69,13 @@ class FrameHeader:
 
 
 #: Called with each frame header as soon as it is complete, before its payload is
-#: buffered; it raises :class:`~lomond.errors.ProtocolError` to reject the frame.
-HeaderCheck = Callable[[FrameHeader], None]
+#: buffered. It returns whether to read the frame (``False``: skip its payload
+#: unbuffered), or raises :class:`~lomond.errors.ProtocolError` to refuse it (the
+#: frame is then skipped too).
+HeaderCheck = Callable[[FrameHeader], bool]
+
+# Skip everything that follows: the stream can no longer be cut into frames.
+_FOREVER = 1 << 64
 
 
 class FrameReader:
@@ -78,7 +83,8 @@ class FrameReader:
 
     Feed bytes with :meth:`feed`, then call :meth:`next_frame` until it returns
     ``None``. Each header is passed to ``check`` the moment it is complete, so an
-    unacceptable frame is refused before its payload is read into memory.
+    unacceptable frame is refused before its payload is read into memory; the
+    payload of a refused or skipped frame is dropped as it arrives, never buffered.
     """
 
     def __init__(self, check: HeaderCheck) -> None:
@@ -88,9 +94,14 @@ class FrameReader:
         self._header: FrameHeader | None = None
         self._payload_start = 0
         self._masking_key = b""
+        self._skip_remaining = 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data`` to the stream."""
+        if self._skip_remaining:
+            skipped = min(len(data), self._skip_remaining)
+            self._skip_remaining -= skipped
+            data = data[skipped:]
         if self._position:
             # Drop the bytes that were consumed by previous frames.
             del self._buffer[: self._position]
@@ -99,9 +110,9 @@ class FrameReader:
         self._buffer += data
 
     @property
-    def buffered(self) -> int:
-        """The number of bytes fed but not yet returned in a frame."""
-        return len(self._buffer) - self._position
+    def mid_frame(self) -> bool:
+        """Whether the stream stops inside a frame (part of a frame was fed)."""
+        return len(self._buffer) > self._position or 0 < self._skip_remaining < _FOREVER
 
     def pending_header(self) -> FrameHeader | None:
         """The header of the frame whose payload is still arriving, if any."""
@@ -118,21 +129,32 @@ class FrameReader:
         end = min(len(self._buffer), self._payload_start + self._header.length)
         return memoryview(self._buffer)[self._payload_start : end]
 
+    def skip_pending(self) -> None:
+        """Drop the frame whose payload is still arriving: what remains of it is skipped."""
+        header, self._header = self._header, None
+        if header is not None:
+            self._skip(header.length)
+
     def next_frame(self) -> tuple[FrameHeader, bytes] | None:
         """Return the next complete frame as ``(header, payload)``, or ``None``.
 
         The payload is unmasked if the frame was masked.
 
         Raises:
-            ProtocolError: The header check refused the frame.
-            PayloadTooLarge: The frame declares a length of 2**63 or more.
+            ProtocolError: The header check refused the frame (it is skipped).
+            PayloadTooLarge: The frame declares a length of 2**63 or more (all
+                further input is ignored).
         """
         header = self._header
-        buffer = self._buffer
-        if header is None:
+        while header is None:
+            if self._skip_remaining:
+                return None
             header = self._read_header()
             if header is None:
                 return None
+            if not self._accept(header):
+                header = None
+        buffer = self._buffer
         end = self._payload_start + header.length
         if len(buffer) < end:
             self._header = header
@@ -143,6 +165,25 @@ class FrameReader:
         if header.masked:
             payload = mask(self._masking_key, payload)
         return header, payload
+
+    def _accept(self, header: FrameHeader) -> bool:
+        """Run the header check; skip the frame's payload unless it is accepted."""
+        try:
+            keep = self._check(header)
+        except ProtocolError:
+            self._skip(header.length)
+            raise
+        if not keep:
+            self._skip(header.length)
+        return keep
+
+    def _skip(self, length: int) -> None:
+        available = len(self._buffer) - self._payload_start
+        if available >= length:
+            self._position = self._payload_start + length
+        else:
+            self._position = len(self._buffer)
+            self._skip_remaining = length - available
 
     def _read_header(self) -> FrameHeader | None:
         buffer = self._buffer
@@ -165,7 +206,9 @@ class FrameReader:
             length = int.from_bytes(buffer[offset : offset + 8], "big")
             offset += 8
             if length > _MAX_PAYLOAD:
-                # The most significant bit must be 0.
+                # The most significant bit must be 0; nothing after this can be framed.
+                self._position = len(buffer)
+                self._skip_remaining = _FOREVER
                 raise PayloadTooLarge("frame length has the most significant bit set")
         masked = bool(second & 0x80)
         if masked:
@@ -173,10 +216,8 @@ class FrameReader:
                 return None
             self._masking_key = bytes(buffer[offset : offset + 4])
             offset += 4
-        header = FrameHeader(bool(first & 0x80), (first >> 4) & 0x7, first & 0xF, masked, length)
-        self._check(header)
         self._payload_start = offset
-        return header
+        return FrameHeader(bool(first & 0x80), (first >> 4) & 0x7, first & 0xF, masked, length)
 
 
 def build_frame(

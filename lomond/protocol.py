@@ -274,6 +274,7 @@ class ClientProtocol:
             return
         self.failure = message
         self._reset_message()
+        self._reader.skip_pending()
         if self.state is State.OPEN or self.state is State.REMOTE_CLOSING:
             self._events.append(events.ProtocolError(message, False))
             self._send_frame(Opcode.CLOSE, build_close_payload(error.code, message))
@@ -300,7 +301,7 @@ class ClientProtocol:
             self._disconnect(self.failure, False)
         elif state is State.CONNECTING:
             self._disconnect("connection closed before the upgrade response", False)
-        elif self._reader.buffered:
+        elif self._reader.mid_frame:
             self._disconnect("connection lost in the middle of a frame", False)
         elif state is State.CLOSING:
             self._disconnect("connection closed before the server's close frame", False)
@@ -357,12 +358,15 @@ class ClientProtocol:
         self._events.append(events.Rejected(response, reason))
         self._disconnect("closed", True)
 
-    def _check_header(self, header: FrameHeader) -> None:
-        """Refuse a frame from its header alone (RFC 6455 §5.2, §5.4, §5.5)."""
+    def _check_header(self, header: FrameHeader) -> bool:
+        """Refuse a frame from its header alone (RFC 6455 §5.2, §5.4, §5.5).
+
+        Returns whether to read the frame: while failing the connection, every frame
+        but the close frame is skipped unread.
+        """
         opcode = header.opcode
-        if self.failure is not None:
-            # Failing the connection: every frame but the close frame is skipped unread.
-            return
+        if self.failure is not None and opcode != Opcode.CLOSE:
+            return False
         if header.masked:
             raise ProtocolError("server frames must not be masked (RFC 6455 §5.1)")
         if opcode in RESERVED_OPCODES:
@@ -379,15 +383,26 @@ class ClientProtocol:
                 raise ProtocolError("fragmented control frame")
             if header.length > 125:
                 raise ProtocolError("control frame payload over 125 bytes")
-            return
+            return True
         if opcode == Opcode.CONTINUATION:
             if self._message_opcode is None:
                 raise ProtocolError("continuation frame with no message to continue")
         elif self._message_opcode is not None:
             raise ProtocolError("new data frame inside a fragmented message")
         limit = self.max_message_size
-        if limit is not None and self._message_size + header.length > limit:
-            raise PayloadTooLarge(f"message exceeds max_message_size ({limit} bytes)")
+        if limit is not None:
+            if header.rsv & RSV1 or self._message_compressed:
+                # The limit counts inflated bytes (checked while inflating); deflate
+                # can grow incompressible data slightly, so allow a margin on the wire.
+                limit += (limit >> 3) + 1024
+                size = header.length
+            else:
+                size = self._message_size + header.length
+            if size > limit:
+                raise PayloadTooLarge(
+                    f"message exceeds max_message_size ({self.max_message_size} bytes)"
+                )
+        return True
 
     def _receive_frames(self, data: bytes) -> None:
         reader = self._reader
@@ -408,7 +423,7 @@ class ClientProtocol:
                     # After the server's close frame nothing else is read.
                     return
             pending = reader.pending_header()
-            if pending is not None and pending.length > 125:
+            if pending is not None:
                 self._probe_text(pending)
         except ProtocolError as error:
             self._fail(error)
