@@ -407,26 +407,35 @@ class ClientProtocol:
     def _receive_frames(self, data: bytes) -> None:
         reader = self._reader
         reader.feed(data)
-        try:
-            while True:
-                frame = reader.next_frame()
-                if frame is None:
-                    break
-                header, payload = frame
-                opcode = header.opcode
-                if opcode < 0x8:
-                    self._on_data_frame(header, payload)
-                else:
-                    self._on_control_frame(opcode, payload)
-                state = self.state
-                if state is not State.OPEN and state is not State.CLOSING:
-                    # After the server's close frame nothing else is read.
-                    return
-            pending = reader.pending_header()
-            if pending is not None:
-                self._probe_text(pending)
-        except ProtocolError as error:
-            self._fail(error)
+        while True:
+            try:
+                self._read_frames(reader)
+                return
+            except ProtocolError as error:
+                self._fail(error)
+            state = self.state
+            if state is not State.OPEN and state is not State.CLOSING:
+                return
+            # Failing: keep reading the same input for the server's close frame.
+
+    def _read_frames(self, reader: FrameReader) -> None:
+        while True:
+            frame = reader.next_frame()
+            if frame is None:
+                break
+            header, payload = frame
+            opcode = header.opcode
+            if opcode < 0x8:
+                self._on_data_frame(header, payload)
+            else:
+                self._on_control_frame(opcode, payload)
+            state = self.state
+            if state is not State.OPEN and state is not State.CLOSING:
+                # After the server's close frame nothing else is read.
+                return
+        pending = reader.pending_header()
+        if pending is not None and self.failure is None:
+            self._probe_text(pending)
 
     def _reset_message(self) -> None:
         self._message_opcode = None
