@@ -135,6 +135,47 @@ class FrameReader:
         if header is not None:
             self._skip(header.length)
 
+    def simple_frames(self, max_length: int) -> list[tuple[int, bytes]]:
+        """Take the run of *simple* frames at the head of the stream, in one pass.
+
+        A simple frame is a whole unmasked text or binary message (FIN set, no RSV
+        bits) of at most ``max_length`` bytes: it needs no header check beyond that
+        and no message assembly, and it is by far the most common frame. Reading a
+        run of them in a tight loop is the receive fast path; the first frame that is
+        anything else (or incomplete) ends the run and is left for
+        :meth:`next_frame`.
+
+        Returns:
+            ``(opcode, payload)`` pairs.
+        """
+        if self._header is not None or self._skip_remaining:
+            return []
+        buffer = self._buffer
+        position = self._position
+        end = len(buffer)
+        frames: list[tuple[int, bytes]] = []
+        append = frames.append
+        with memoryview(buffer) as view:
+            while end - position >= 2:
+                first = buffer[position]
+                if first != 0x81 and first != 0x82:  # FIN + TEXT / FIN + BINARY
+                    break
+                length = buffer[position + 1]
+                if length < 126:
+                    start = position + 2
+                elif length == 126 and end - position >= 4:
+                    length = (buffer[position + 2] << 8) | buffer[position + 3]
+                    start = position + 4
+                else:
+                    break  # 64-bit lengths, masked frames, incomplete headers
+                stop = start + length
+                if stop > end or length > max_length:
+                    break
+                append((first & 0x0F, view[start:stop].tobytes()))
+                position = stop
+        self._position = position
+        return frames
+
     def next_frame(self) -> tuple[FrameHeader, bytes] | None:
         """Return the next complete frame as ``(header, payload)``, or ``None``.
 

@@ -53,6 +53,7 @@ MAX_HEADER_SIZE = 64 * 1024
 MAX_HEADER_LINES = 256
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+_NO_LIMIT = 1 << 63
 
 
 class State(Enum):
@@ -420,6 +421,8 @@ class ClientProtocol:
 
     def _read_frames(self, reader: FrameReader) -> None:
         while True:
+            if self._message_opcode is None and self.failure is None:
+                self._read_simple_frames(reader)
             frame = reader.next_frame()
             if frame is None:
                 break
@@ -436,6 +439,25 @@ class ClientProtocol:
         pending = reader.pending_header()
         if pending is not None and self.failure is None:
             self._probe_text(pending)
+
+    def _read_simple_frames(self, reader: FrameReader) -> None:
+        """The fast path: whole, uncompressed messages in single frames, in one batch."""
+        limit = self.max_message_size
+        frames = reader.simple_frames(_NO_LIMIT if limit is None else limit)
+        if not frames:
+            return
+        append = self._events.append
+        Text, Binary = events.Text, events.Binary
+        for opcode, payload in frames:
+            if opcode == 0x1:
+                try:
+                    append(Text(payload.decode("utf-8")))
+                except UnicodeDecodeError:
+                    # The frames after this one in the batch are dropped with it: the
+                    # connection is failing, so they would be skipped anyway.
+                    raise ProtocolError("invalid UTF-8 in text message", Status.BAD_DATA) from None
+            else:
+                append(Binary(payload))
 
     def _reset_message(self) -> None:
         self._message_opcode = None

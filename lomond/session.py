@@ -47,6 +47,9 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSL
 
 SelectorFactory = Callable[[], selectors.BaseSelector]
 
+# Events that need no logging and no action from the loop (unless tracing).
+_MESSAGE_EVENTS = frozenset({events.Text, events.Binary, events.Ping})
+
 
 class WebsocketSession:
     """Runs one connection of a :class:`~lomond.websocket.WebSocket`.
@@ -315,25 +318,28 @@ class WebsocketSession:
 
         timers = _Timers(clock, poll, ping_rate, ping_timeout, close_timeout)
         timers.connect_deadline = self._connect_deadline
+        trace = websocket.trace
+        get_ident = threading.get_ident
         while True:
             with self._lock:
                 received = protocol.events_received()
             for event in received:
-                if isinstance(event, events.Disconnected):
+                kind = type(event)
+                if trace is not None or kind not in _MESSAGE_EVENTS:
+                    self._note_event(event)
+                if kind is events.Disconnected:
                     self.close()
-                    self._trace_event(event)
                     yield event
                     return
-                if isinstance(event, events.Pong):
+                if kind is events.Pong:
                     timers.pong_received()
-                self._trace_event(event)
                 yield event
-                self._loop_thread = threading.get_ident()
-                if isinstance(event, events.Ready):
+                self._loop_thread = get_ident()
+                if kind is events.Ready:
                     timers.ready()
                     yield events.Poll()
-                    self._loop_thread = threading.get_ident()
-                elif isinstance(event, events.Closing):
+                    self._loop_thread = get_ident()
+                elif kind is events.Closing:
                     # The application has seen the server's close; now echo it.
                     self.call(ClientProtocol.echo_close)
 
@@ -439,7 +445,8 @@ class WebsocketSession:
                 self.protocol.receive_eof()
             self._flush_locked()
 
-    def _trace_event(self, event: events.Event) -> None:
+    def _note_event(self, event: events.Event) -> None:
+        """Log and trace an event before it is yielded."""
         if isinstance(event, events.ProtocolError):
             log.warning("protocol error: %s (critical=%s)", event.error, event.critical)
         elif isinstance(event, events.Rejected):
