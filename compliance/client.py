@@ -74,9 +74,7 @@ class Outcome:
         if self.events:
             parts.append(" ".join(self.events[-3:]))
         if self.send_errors:
-            parts.append(
-                f"send errors: {self.send_errors[0]} (x{len(self.send_errors)})"
-            )
+            parts.append(f"send errors: {self.send_errors[0]} (x{len(self.send_errors)})")
         if self.timed_out:
             parts.append("TIMED OUT (client called close())")
         if self.abandoned:
@@ -174,9 +172,7 @@ def control_text(url: str, resource: str, options: argparse.Namespace) -> str | 
     )
     if outcome.received_texts:
         return outcome.received_texts[0]
-    print(
-        f"control session {resource} gave no text: {outcome.summary()}", file=sys.stderr
-    )
+    print(f"control session {resource} gave no text: {outcome.summary()}", file=sys.stderr)
     return None
 
 
@@ -199,9 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         help="do not offer permessage-deflate (cases 12/13 then report UNIMPLEMENTED)",
     )
     parser.add_argument("--poll", type=float, default=1.0, help="poll interval (s)")
-    parser.add_argument(
-        "--close-timeout", type=float, default=10.0, help="close_timeout (s)"
-    )
+    parser.add_argument("--close-timeout", type=float, default=10.0, help="close_timeout (s)")
     parser.add_argument(
         "--case-timeout",
         type=float,

@@ -131,9 +131,7 @@ def find_python2(explicit: str | None) -> Path:
                 if args[0] == "root":
                     base = base / "versions" / PYTHON2_VERSION
                 candidates.append(base / "bin" / "python")
-    candidates.append(
-        Path.home() / ".pyenv" / "versions" / PYTHON2_VERSION / "bin" / "python"
-    )
+    candidates.append(Path.home() / ".pyenv" / "versions" / PYTHON2_VERSION / "bin" / "python")
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
@@ -191,9 +189,7 @@ def ensure_autobahn(python2: Path, scratch: Path, *, reinstall: bool = False) ->
     scratch.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="site-staging-", dir=scratch))
     pip_log = scratch / "pip.log"
-    print(
-        f"installing autobahntestsuite=={AUTOBAHN_VERSION} into {site_dir} (log: {pip_log})"
-    )
+    print(f"installing autobahntestsuite=={AUTOBAHN_VERSION} into {site_dir} (log: {pip_log})")
     command = [
         str(python2),
         "-m",
@@ -227,9 +223,7 @@ def ensure_autobahn(python2: Path, scratch: Path, *, reinstall: bool = False) ->
         if not init.exists():
             init.write_text("")
         if not autobahn_works(python2, staging):
-            raise InstrumentError(
-                f"autobahntestsuite installed but does not import ({staging})"
-            )
+            raise InstrumentError(f"autobahntestsuite installed but does not import ({staging})")
         subprocess.run(
             [str(python2), "-c", CATEGORY_DUMP, str(staging / CATEGORIES_FILE)],
             env=python2_env(staging),
@@ -393,9 +387,7 @@ def raw_websocket_texts(port: int, resource: str, timeout: float) -> list[str]:
                 texts.append(payload.decode("utf-8"))
             elif opcode == 0x8:
                 mask = os.urandom(4)
-                masked = bytes(
-                    byte ^ mask[index % 4] for index, byte in enumerate(payload)
-                )
+                masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
                 sock.sendall(bytes([0x88, 0x80 | len(payload)]) + mask + masked)
                 break
     return texts
@@ -434,6 +426,7 @@ def run_client(
     if not options.compress:
         command.append("--no-compress")
     env = dict(os.environ)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # leave the working tree as it is
     env["PYTHONPATH"] = os.pathsep.join(
         part for part in (options.lomond_path, os.environ.get("PYTHONPATH", "")) if part
     )
@@ -459,9 +452,7 @@ def run_client(
         try:
             code: int | None = client.wait(timeout=deadline.remaining(REPORT_RESERVE))
         except subprocess.TimeoutExpired:
-            print(
-                f"run timed out after {time.monotonic() - started:.0f}s; stopping the client"
-            )
+            print(f"run timed out after {time.monotonic() - started:.0f}s; stopping the client")
             stop_process(client)
             code = None
         relay.join(timeout=5)
@@ -474,9 +465,7 @@ ANOMALY = re.compile(r"TIMED OUT|ABANDONED|EXCEPTION")
 MAX_OTHER_LINES = 20
 
 
-def relay_client_output(
-    stream: TextIO, log: TextIO, verbose: bool, case_count: int
-) -> None:
+def relay_client_output(stream: TextIO, log: TextIO, verbose: bool, case_count: int) -> None:
     """Copy the client's output to its log; echo progress, anomalies, and a few others."""
     step = max(1, case_count // 10)
     other_lines = 0
@@ -486,11 +475,7 @@ def relay_client_output(
         shown = line.rstrip()
         progress = re.match(r"\[(\d+)/\d+\]", shown)
         if progress:
-            echo = (
-                verbose
-                or bool(ANOMALY.search(shown))
-                or int(progress.group(1)) % step == 0
-            )
+            echo = verbose or bool(ANOMALY.search(shown)) or int(progress.group(1)) % step == 0
         else:
             other_lines += 1
             echo = verbose or other_lines <= MAX_OTHER_LINES
@@ -521,12 +506,13 @@ class CaseResult:
         """Numeric sort key of the case id."""
         return case_sort_key(self.case_id)
 
-    def failed(self, compress: bool) -> bool:
-        """Whether this case makes the run fail."""
+    def failed(self, compress: bool, strict: bool = False) -> bool:
+        """Whether this case makes the run fail (NON-STRICT too when ``strict``)."""
         return (
             self.behavior == "FAILED"
             or self.behavior_close not in CLOSE_ACCEPTED
             or (self.behavior == "UNIMPLEMENTED" and compress)
+            or (self.behavior == "NON-STRICT" and strict)
         )
 
     def noteworthy(self) -> bool:
@@ -553,9 +539,7 @@ def load_results(reports: Path, agent: str) -> list[CaseResult]:
     elif len(index) == 1:
         cases = next(iter(index.values()))
     else:  # no case ran to its end (e.g. the client could not import lomond)
-        print(
-            f"agent {agent!r} has no results in {index_path} (agents: {sorted(index)})"
-        )
+        print(f"agent {agent!r} has no results in {index_path} (agents: {sorted(index)})")
         cases = {}
     client_records: dict[str, dict[str, Any]] = {}
     client_log = reports / "client.jsonl"
@@ -607,21 +591,17 @@ TABLE_HEADER = (
 )
 
 
-def table_rows(
-    results: list[CaseResult], depth: int, names: dict[str, str]
-) -> list[list[str]]:
+def table_rows(results: list[CaseResult], depth: int, names: dict[str, str]) -> list[list[str]]:
     """One row per category (first ``depth`` parts of the case id) plus a total."""
     groups: dict[str, list[CaseResult]] = {}
     for result in results:
-        key = ".".join(result.case_id.split(".")[:depth])
+        parts = result.case_id.split(".")
+        # "2.3" is a case, not a sub-category: only "12.1.5"-style ids split further.
+        key = ".".join(parts[: depth if len(parts) > depth else 1])
         groups.setdefault(key, []).append(result)
     rows = []
     for key in sorted(groups, key=case_sort_key):
-        rows.append(
-            count_row(
-                key, names.get(key, names.get(key.split(".")[0], "")), groups[key]
-            )
-        )
+        rows.append(count_row(key, names.get(key, names.get(key.split(".")[0], "")), groups[key]))
     rows.append(count_row("total", "", results))
     return rows
 
@@ -631,9 +611,7 @@ def count_row(key: str, name: str, results: list[CaseResult]) -> list[str]:
     behaviors = Counter(result.behavior for result in results)
     closes = Counter(result.behavior_close for result in results)
     close_ok, close_info = closes.get("OK", 0), closes.get("INFORMATIONAL", 0)
-    unknown = sum(
-        count for behavior, count in behaviors.items() if behavior not in BEHAVIORS
-    )
+    unknown = sum(count for behavior, count in behaviors.items() if behavior not in BEHAVIORS)
     counts = [str(behaviors.get(behavior, 0)) for behavior in BEHAVIORS]
     if unknown:
         counts[-1] += f" (+{unknown} other)"
@@ -653,13 +631,9 @@ def render_table(rows: list[list[str]], markdown: bool, name_width: int = 46) ->
     """Plain aligned text, or a GitHub markdown table."""
     if markdown:
         lines = ["| " + " | ".join(TABLE_HEADER) + " |"]
-        lines.append(
-            "|" + "|".join(["---", "---"] + ["--:"] * (len(TABLE_HEADER) - 2)) + "|"
-        )
+        lines.append("|" + "|".join(["---", "---"] + ["--:"] * (len(TABLE_HEADER) - 2)) + "|")
         for row in rows:
-            cells = [
-                f"**{cell}**" if row[0] == "total" and cell else cell for cell in row
-            ]
+            cells = [f"**{cell}**" if row[0] == "total" and cell else cell for cell in row]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
     clipped = [
@@ -670,9 +644,7 @@ def render_table(rows: list[list[str]], markdown: bool, name_width: int = 46) ->
         ]
         for row in [list(TABLE_HEADER), *rows]
     ]
-    widths = [
-        max(len(row[column]) for row in clipped) for column in range(len(TABLE_HEADER))
-    ]
+    widths = [max(len(row[column]) for row in clipped) for column in range(len(TABLE_HEADER))]
     lines = []
     for number, row in enumerate(clipped):
         cells = [
@@ -695,9 +667,7 @@ def plain(text: object, limit: int = 400) -> str:
 def describe_case(result: CaseResult, markdown: bool) -> list[str]:
     """Several lines: what the server expected, what it got, what the client saw."""
     detail = result.detail
-    head = (
-        f"{result.case_id}: behavior={result.behavior}, close={result.behavior_close}"
-    )
+    head = f"{result.case_id}: behavior={result.behavior}, close={result.behavior_close}"
     if result.remote_close_code is not None:
         head += f", lomond's close code={result.remote_close_code}"
     lines = [head]
@@ -763,10 +733,8 @@ def print_summary(
     """Print the table and the case list; return the exit status."""
     print()
     print(render_table(table_rows(results, options.depth, names), options.markdown))
-    failing = [result for result in results if result.failed(options.compress)]
-    noted = [
-        result for result in results if result.noteworthy() and result not in failing
-    ]
+    failing = [result for result in results if result.failed(options.compress, options.strict)]
+    noted = [result for result in results if result.noteworthy() and result not in failing]
     missing = 0 if expected_count is None else max(0, expected_count - len(results))
     heading = "### " if options.markdown else ""
     if failing:
@@ -774,23 +742,15 @@ def print_summary(
         for result in failing:
             print("\n".join(describe_case(result, options.markdown)))
     if noted:
-        print(
-            f"\n{heading}Passing with a note ({len(noted)}: NON-STRICT or UNIMPLEMENTED)\n"
-        )
+        print(f"\n{heading}Passing with a note ({len(noted)}: NON-STRICT or UNIMPLEMENTED)\n")
         for result in noted:
             print("\n".join(describe_case(result, options.markdown)))
     if missing:
-        print(
-            f"\n{missing} of {expected_count} selected cases are missing from the report"
-        )
+        print(f"\n{missing} of {expected_count} selected cases are missing from the report")
     if client_code is not None and client_code != 0:
-        print(
-            f"\nclient.py exited with status {client_code} (see {reports / 'client.log'})"
-        )
+        print(f"\nclient.py exited with status {client_code} (see {reports / 'client.log'})")
     elif client_code is None and expected_count is not None:
-        print(
-            f"\nclient.py was stopped at the --timeout deadline (see {reports / 'client.log'})"
-        )
+        print(f"\nclient.py was stopped at the --timeout deadline (see {reports / 'client.log'})")
     verdict = "FAIL" if failing or missing else "PASS"
     print(
         f"\n{verdict}: {len(results)} cases, {len(failing)} failing, {len(noted)} noted, "
@@ -812,9 +772,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "cases", nargs="*", default=["*"], help="case-id patterns, e.g. '1.*' '7.5.1'"
     )
-    parser.add_argument(
-        "--exclude", action="append", default=[], help="case pattern to skip"
-    )
+    parser.add_argument("--exclude", action="append", default=[], help="case pattern to skip")
     parser.add_argument(
         "--no-compress",
         dest="compress",
@@ -823,31 +781,24 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--markdown", action="store_true", help="print markdown")
     parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="count NON-STRICT as failing (SPEC §6 wants every case OK)",
+    )
+    parser.add_argument(
         "--depth",
         type=int,
         choices=(1, 2),
         default=1,
         help="group by '12' (1) or '12.1' (2)",
     )
-    parser.add_argument(
-        "--timeout", type=float, default=3600.0, help="bound on the whole run (s)"
-    )
-    parser.add_argument(
-        "--case-timeout", type=float, default=120.0, help="client: per case (s)"
-    )
-    parser.add_argument(
-        "--close-timeout", type=float, default=10.0, help="client: close_timeout"
-    )
+    parser.add_argument("--timeout", type=float, default=3600.0, help="bound on the whole run (s)")
+    parser.add_argument("--case-timeout", type=float, default=120.0, help="client: per case (s)")
+    parser.add_argument("--close-timeout", type=float, default=10.0, help="client: close_timeout")
     parser.add_argument("--agent", default="lomond", help="agent name in the reports")
-    parser.add_argument(
-        "--scratch", type=Path, default=DEFAULT_SCRATCH, help="install dir"
-    )
-    parser.add_argument(
-        "--reports", type=Path, default=DEFAULT_REPORTS, help="report dir"
-    )
-    parser.add_argument(
-        "--python2", help="CPython 2.7 interpreter (default: pyenv's 2.7.18)"
-    )
+    parser.add_argument("--scratch", type=Path, default=DEFAULT_SCRATCH, help="install dir")
+    parser.add_argument("--reports", type=Path, default=DEFAULT_REPORTS, help="report dir")
+    parser.add_argument("--python2", help="CPython 2.7 interpreter (default: pyenv's 2.7.18)")
     parser.add_argument(
         "--client-python",
         default=sys.executable,
@@ -858,9 +809,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         default=str(REPO_DIR),
         help="put this first on the client's PYTHONPATH",
     )
-    parser.add_argument(
-        "--reinstall", action="store_true", help="reinstall the testsuite"
-    )
+    parser.add_argument("--reinstall", action="store_true", help="reinstall the testsuite")
     parser.add_argument(
         "--check",
         action="store_true",
@@ -871,9 +820,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="only re-read an existing report dir",
     )
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="echo every client line"
-    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="echo every client line")
     return parser.parse_args(argv)
 
 
@@ -885,9 +832,7 @@ def main(argv: list[str] | None = None) -> int:
     site_dir = scratch / "site"
     if options.summarize_only:
         results = load_results(reports, options.agent)
-        return print_summary(
-            results, None, options, load_category_names(site_dir), reports
-        )
+        return print_summary(results, None, options, load_category_names(site_dir), reports)
 
     deadline = Deadline(options.timeout)
     python2 = find_python2(options.python2)
@@ -898,9 +843,7 @@ def main(argv: list[str] | None = None) -> int:
     server_log = reports / "server.log"
     server = start_server(python2, site_dir, spec, server_log)
     try:
-        wait_listening(
-            server, port, server_log, timeout=min(60.0, deadline.remaining())
-        )
+        wait_listening(server, port, server_log, timeout=min(60.0, deadline.remaining()))
         count_texts = raw_websocket_texts(port, "/getCaseCount", timeout=30.0)
         case_count = int(json.loads(count_texts[0])) if count_texts else 0
         print(

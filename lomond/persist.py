@@ -1,24 +1,48 @@
-"""Keep a WebSocket connected: reconnect with back-off whenever it ends."""
+"""Keep a WebSocket connected: reconnect with back-off whenever it ends.
+
+:func:`persist` wraps :meth:`lomond.websocket.WebSocket.connect` in a loop. The
+event flow, the back-off table and the reasons behind the design are in
+``docs/persist.rst``.
+"""
 
 from __future__ import annotations
 
 import email.utils
+import logging
 import math
 import random
 import threading
 import time
-from typing import TYPE_CHECKING, Generator
+from typing import TYPE_CHECKING, Callable, Generator
 
 from . import events
 
 if TYPE_CHECKING:
     from .websocket import WebSocket
 
+log = logging.getLogger("lomond")
+
+#: Gives the back-off delay in seconds for a count of failed attempts (see
+#: :func:`exponential_backoff`).
+BackoffCallable = Callable[[int], float]
+
+# 2 ** retries stops growing here, so that a huge ``max_wait`` cannot overflow a float.
+_MAX_EXPONENT = 64
+# How long the exit watcher thread may outlive persist() (see _ExitWatcher).
+_WATCH_INTERVAL = 1.0
+
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a ``Retry-After`` value (delta seconds or an HTTP date).
 
-    Returns ``None`` when the value is missing or cannot be understood.
+    Args:
+        value: The header value, or ``None`` when there is no header.
+        now: The current wall-clock time (:func:`time.time`), for HTTP dates.
+
+    Returns:
+        The seconds to wait (``0.0`` for a date in the past or a negative number),
+        or ``None`` when the value is missing, infinite, not a number or cannot be
+        understood.
     """
     if not value:
         return None
@@ -35,52 +59,198 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, seconds)
 
 
+def exponential_backoff(
+    min_wait: float, max_wait: float, random_fraction: Callable[[], float] = random.random
+) -> BackoffCallable:
+    """Return lomond's default back-off, ``min_wait + random() * min(span, 2 ** retries)``.
+
+    The returned callable takes ``retries``, the number of attempts in a row that
+    did not reach ``Ready`` (``0`` after a connection that did), and returns the
+    delay in seconds, between ``min_wait`` and ``min_wait + min(span, 2 ** retries)``
+    where ``span = max_wait - min_wait``.
+
+    Args:
+        min_wait: The shortest delay.
+        max_wait: The longest delay.
+        random_fraction: A source of numbers in ``[0, 1)`` (injectable for tests).
+    """
+    span = max_wait - min_wait
+
+    def delay(retries: int) -> float:
+        return min_wait + random_fraction() * min(span, 2.0 ** min(retries, _MAX_EXPONENT))
+
+    return delay
+
+
+class _ExitWatcher:
+    """A thread that closes the live connection as soon as ``exit_event`` is set.
+
+    A :class:`threading.Event` cannot wake a selector, so without this thread the
+    loop would notice the event only at its next event (up to ``poll`` seconds
+    later). :meth:`WebSocket.close <lomond.websocket.WebSocket.close>` is
+    thread-safe and wakes the loop, which then runs the closing handshake.
+
+    An event cannot be waited on together with a second one, so the thread waits
+    on ``exit_event`` in slices of :data:`_WATCH_INTERVAL` seconds and checks
+    whether :func:`persist` has finished in between: it reacts to ``exit_event``
+    at once, and outlives :func:`persist` by at most one slice.
+    """
+
+    def __init__(self, websocket: WebSocket, exit_event: threading.Event) -> None:
+        self._websocket = websocket
+        self._exit_event = exit_event
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="lomond-persist-exit", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Let the thread end (within :data:`_WATCH_INTERVAL` seconds); does not wait."""
+        self._stopped.set()
+
+    def _watch(self) -> None:
+        while not self._stopped.is_set():
+            if self._exit_event.wait(_WATCH_INTERVAL):
+                if not self._stopped.is_set():
+                    self._close()
+                return
+
+    def _close(self) -> None:
+        try:
+            self._websocket.close()
+        except Exception:  # pragma: no cover - close() with valid arguments does not raise
+            log.exception("persist: closing the WebSocket on exit_event failed")
+
+
 def persist(
     websocket: WebSocket,
-    poll: float = 5,
+    poll: float | None = 5,
     min_wait: float = 5,
     max_wait: float = 30,
-    ping_rate: float = 30,
+    ping_rate: float | None = 30,
     ping_timeout: float | None = None,
     exit_event: threading.Event | None = None,
     respect_retry_after: bool = True,
+    *,
+    close_timeout: float | None = 30.0,
+    auto_pong: bool = True,
+    backoff: BackoffCallable | None = None,
 ) -> Generator[events.Event, None, None]:
-    """Connect, yield every event, and reconnect after a random back-off, forever.
+    """Connect, yield every event, and reconnect after a back-off, until ``exit_event``.
 
-    After each connection ends it yields :class:`~lomond.events.BackOff` and waits
-    ``min_wait + random() * min(max_wait - min_wait, 2 ** retries)`` seconds, where
-    ``retries`` counts the failed attempts since the last ``Ready``. A
-    ``Retry-After`` header on a rejection replaces that delay (clamped to
-    ``[0, max_wait]``). Setting ``exit_event`` ends the generator: during a back-off
-    at once, during a live connection after closing it gracefully.
+    For each connection it yields every event of
+    :meth:`WebSocket.connect <lomond.websocket.WebSocket.connect>`, then
+    :class:`~lomond.events.BackOff` and waits ``delay`` seconds:
+    ``min_wait + random() * min(max_wait - min_wait, 2 ** retries)``, where
+    ``retries`` counts the attempts in a row that did not reach ``Ready``. A
+    ``Retry-After`` header on a rejection (seconds or an HTTP date) replaces the
+    delay, clamped to ``[0, max_wait]``.
+
+    Setting ``exit_event`` ends the generator: during a back-off at once; during a
+    connection after closing it gracefully and yielding the rest of its events
+    (``Closed``, ``Disconnected``); before the first connection without connecting.
+
+    Args:
+        websocket: The WebSocket to keep connected.
+        poll: Seconds between :class:`~lomond.events.Poll` events.
+        min_wait: The shortest back-off, in seconds.
+        max_wait: The longest back-off, in seconds (also the cap for ``Retry-After``).
+        ping_rate: Seconds between automatic pings; ``0`` or ``None`` disables them.
+        ping_timeout: Fail a connection after this many seconds without a pong.
+        exit_event: Set it (from any thread) to end the generator.
+        respect_retry_after: Use a rejection's ``Retry-After`` header as the delay.
+        close_timeout: Passed to ``connect()``.
+        auto_pong: Passed to ``connect()``.
+        backoff: Gives the delay for ``retries`` instead of the formula above
+            (default: :func:`exponential_backoff` of ``min_wait`` and ``max_wait``);
+            for tests, or another schedule. ``Retry-After`` still replaces it.
 
     Raises:
-        ValueError: ``min_wait`` is greater than ``max_wait``.
+        ValueError: ``min_wait`` is negative or greater than ``max_wait``. Raised by
+            the call, before anything is iterated.
     """
     if min_wait > max_wait:
-        raise ValueError("min_wait must not be greater than max_wait")
+        raise ValueError(
+            f"min_wait ({min_wait!r}) must not be greater than max_wait ({max_wait!r})"
+        )
+    if not 0 <= min_wait <= max_wait:  # also catches NaN
+        raise ValueError(f"min_wait and max_wait must be >= 0, not {min_wait!r} and {max_wait!r}")
+
+    def connect() -> Generator[events.Event, None, None]:
+        return websocket.connect(
+            poll=poll,
+            ping_rate=ping_rate,
+            ping_timeout=ping_timeout,
+            auto_pong=auto_pong,
+            close_timeout=close_timeout,
+        )
+
+    return _persist(
+        websocket,
+        connect,
+        max_wait=max_wait,
+        exit_event=exit_event,
+        respect_retry_after=respect_retry_after,
+        backoff=backoff or exponential_backoff(min_wait, max_wait),
+    )
+
+
+def _persist(
+    websocket: WebSocket,
+    connect: Callable[[], Generator[events.Event, None, None]],
+    max_wait: float,
+    exit_event: threading.Event | None,
+    respect_retry_after: bool,
+    backoff: BackoffCallable,
+) -> Generator[events.Event, None, None]:
+    watcher: _ExitWatcher | None = None
     if exit_event is None:
+        # Nobody else can set it: there is nothing to watch.
         exit_event = threading.Event()
-    retries = 0
-    while True:
-        retries += 1
-        retry_after: float | None = None
-        closing = False
-        for event in websocket.connect(poll=poll, ping_rate=ping_rate, ping_timeout=ping_timeout):
-            if isinstance(event, events.Ready):
-                retries = 0
-            elif isinstance(event, events.Rejected) and respect_retry_after:
-                retry_after = parse_retry_after(event.response.get("retry-after"), time.time())
-            yield event
-            if exit_event.is_set() and not closing:
-                closing = True
-                websocket.close()
-        if exit_event.is_set():
-            return
-        if retry_after is not None:
-            delay = min(retry_after, max_wait)
-        else:
-            delay = min_wait + random.random() * min(max_wait - min_wait, 2**retries)
-        yield events.BackOff(delay)
-        if exit_event.wait(delay):
-            return
+    else:
+        watcher = _ExitWatcher(websocket, exit_event)
+        watcher.start()
+    try:
+        retries = 0
+        while not exit_event.is_set():
+            retries += 1
+            retry_after: float | None = None
+            closing = False
+            connection = connect()
+            try:
+                for event in connection:
+                    if isinstance(event, events.Ready):
+                        retries = 0
+                    elif isinstance(event, events.Rejected) and respect_retry_after:
+                        header = event.response.get("retry-after")
+                        retry_after = parse_retry_after(header, time.time())
+                    yield event
+                    # The watcher closes an idle connection; this check closes it before
+                    # the next event when the loop body itself sets exit_event.
+                    if not closing and exit_event.is_set():
+                        closing = True
+                        websocket.close()
+            finally:
+                # Leaving persist() early (break, an exception) closes the socket now,
+                # not whenever the connection's generator is collected.
+                connection.close()
+            if exit_event.is_set():
+                return
+            if retry_after is not None:
+                delay = min(retry_after, max_wait)
+            else:
+                delay = _checked_delay(backoff(retries))
+            yield events.BackOff(delay)
+            # Event.wait() raises OverflowError above TIMEOUT_MAX (about 292 years).
+            if exit_event.wait(min(delay, threading.TIMEOUT_MAX)):
+                return
+    finally:
+        if watcher is not None:
+            watcher.stop()
+
+
+def _checked_delay(delay: float) -> float:
+    if math.isnan(delay) or delay < 0:
+        raise ValueError(f"the back-off gave an invalid delay: {delay!r}")
+    return float(delay)

@@ -129,6 +129,8 @@ class ClientProtocol:
         #: The code of the server's close frame, once received.
         self.close_code: int | None = None
         self.close_reason = ""
+        # A protocol error found behind events the application has not seen yet.
+        self._deferred_error: ProtocolError | None = None
 
         self._events: list[events.Event] = []
         self._outgoing: list[bytes] = [request]
@@ -158,8 +160,8 @@ class ClientProtocol:
 
     @property
     def has_events(self) -> bool:
-        """Whether events are waiting to be collected."""
-        return bool(self._events)
+        """Whether :meth:`events_received` has something to return."""
+        return bool(self._events) or self._deferred_error is not None
 
     @property
     def can_send(self) -> bool:
@@ -187,9 +189,23 @@ class ClientProtocol:
         return outgoing[0] if len(outgoing) == 1 else b"".join(outgoing)
 
     def events_received(self) -> list[events.Event]:
-        """Return (and forget) the events produced so far."""
+        """Return (and forget) the events produced so far.
+
+        Call it until it returns an empty list, sending :meth:`data_to_send` after
+        each call: when the server breaks the protocol right after sending messages,
+        those messages come first, and the connection is failed (``ProtocolError``
+        and our close frame) only on the next call. That gives the application the
+        chance to act on them, e.g. to send its replies before the close frame.
+        """
         received = self._events
         self._events = []
+        if not received and self._deferred_error is not None:
+            error, self._deferred_error = self._deferred_error, None
+            self._fail(error)
+            # Read on through what is buffered, for the server's close frame.
+            self._receive_frames(b"")
+            received = self._events
+            self._events = []
         return received
 
     def _send_frame(self, opcode: int, payload: bytes, rsv: int = 0) -> None:
@@ -293,6 +309,9 @@ class ClientProtocol:
 
     def receive_eof(self) -> None:
         """Process the end of the server's byte stream."""
+        if self._deferred_error is not None:
+            error, self._deferred_error = self._deferred_error, None
+            self._fail(error)
         state = self.state
         if state is State.DISCONNECTED:
             return
@@ -408,11 +427,16 @@ class ClientProtocol:
     def _receive_frames(self, data: bytes) -> None:
         reader = self._reader
         reader.feed(data)
+        if self._deferred_error is not None:
+            return  # Input waits until the application has seen the earlier events.
         while True:
             try:
                 self._read_frames(reader)
                 return
             except ProtocolError as error:
+                if self._events and self.failure is None:
+                    self._deferred_error = error
+                    return
                 self._fail(error)
             state = self.state
             if state is not State.OPEN and state is not State.CLOSING:

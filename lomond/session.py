@@ -29,7 +29,7 @@ from . import events
 from .deadline import Clock, Deadline
 from .errors import ConnectFail, TransportFail
 from .protocol import ClientProtocol, State
-from .transport import open_connection
+from .transport import SocketLike, open_connection
 
 if TYPE_CHECKING:
     from .websocket import WebSocket
@@ -71,7 +71,8 @@ class WebsocketSession:
         self._clock = clock
         self._selector_factory = selector_factory
         self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
+        self._sock: SocketLike | None = None
+        self._proxy_url: str | None = None
         self._selector: selectors.BaseSelector | None = None
         self._write_interest = False
         self._pending: Deque[memoryview] = deque()
@@ -247,15 +248,28 @@ class WebsocketSession:
                 resource.close()
         self._selector = self._wake_reader = self._wake_writer = None
 
-    def _open(self) -> socket.socket:
+    def _open(self) -> SocketLike:
         websocket = self.websocket
         deadline = Deadline(websocket.connect_timeout, self._clock)
-        context = websocket.get_ssl_context() if websocket.is_secure else None
+        try:
+            proxy = websocket.get_proxy()
+        except ValueError as error:
+            raise ConnectFail(f"invalid proxy setting: {error}") from None
+        self._proxy_url = None if proxy is None else proxy.url
+        needs_context = websocket.is_secure or (proxy is not None and proxy.scheme == "https")
+        try:
+            context = websocket.get_ssl_context() if needs_context else None
+        except (OSError, ssl.SSLError) as error:
+            # e.g. an ssl_cafile that does not exist or holds no certificate
+            raise ConnectFail(f"could not load the TLS settings: {error}") from None
         sock = open_connection(
             websocket.host,
             websocket.port,
-            context=context,
+            context=context if websocket.is_secure else None,
             deadline=deadline,
+            proxy=proxy,
+            proxy_context=context,
+            user_agent=websocket.agent,
             on_tls=lambda: self._websocket_trace(
                 "tls_wrapped",
                 verify=websocket.ssl_verify,
@@ -313,7 +327,7 @@ class WebsocketSession:
         selector.register(sock, selectors.EVENT_READ)
         selector.register(self._wake_reader, selectors.EVENT_READ)
 
-        yield events.Connected(websocket.url, proxy=None)
+        yield events.Connected(websocket.url, proxy=self._proxy_url)
         self._loop_thread = threading.get_ident()
 
         timers = _Timers(clock, poll, ping_rate, ping_timeout, close_timeout)
@@ -323,6 +337,8 @@ class WebsocketSession:
         while True:
             with self._lock:
                 received = protocol.events_received()
+                if protocol.failure is not None:
+                    self._flush_locked()  # the close frame of a deferred failure
             for event in received:
                 kind = type(event)
                 if trace is not None or kind not in _MESSAGE_EVENTS:
@@ -424,7 +440,7 @@ class WebsocketSession:
         except OSError:
             pass
 
-    def _read(self, sock: socket.socket) -> None:
+    def _read(self, sock: SocketLike) -> None:
         try:
             data = sock.recv(READ_SIZE)
             if isinstance(sock, ssl.SSLSocket):

@@ -17,6 +17,7 @@ from .errors import TransportFail, WebSocketUnavailable
 from .frames import Opcode, truncate_utf8
 from .handshake import HeadersArgument, build_request, make_key, normalize_headers, validate_header
 from .protocol import ClientProtocol, State
+from .proxy import Proxy, parse_proxy_url, select_proxy
 from .session import WebsocketSession
 from .status import Status, is_valid_close_code
 from .transport import make_ssl_context
@@ -98,7 +99,7 @@ class WebSocket:
         _check_positive("max_message_size", max_message_size, int)
 
         self.scheme = scheme
-        self.host: str = parts.hostname
+        self.host: str = _ascii_host(parts.hostname)
         self.port: int = port or _DEFAULT_PORTS[scheme]
         path = quote(parts.path or "/", safe=_PATH_SAFE)
         query = quote(parts.query, safe=_QUERY_SAFE)
@@ -111,7 +112,7 @@ class WebSocket:
         netloc = parts.netloc.rpartition("@")[2]
         self.url = parts._replace(scheme=scheme, netloc=netloc, fragment="").geturl()
 
-        self.proxies = proxies
+        self.proxies = _check_proxies(proxies)
         self.protocols: list[str] = list(protocols or [])
         self.agent = agent or USER_AGENT
         self.compress = compress
@@ -196,6 +197,16 @@ class WebSocket:
         if self._default_ssl_context is None:
             self._default_ssl_context = make_ssl_context(self.ssl_verify, self.ssl_cafile)
         return self._default_ssl_context
+
+    def get_proxy(self) -> Proxy | None:
+        """The proxy for the next connection, from ``proxies`` or the environment.
+
+        The environment is read at each call, so a change applies to the next connect.
+
+        Raises:
+            ValueError: The chosen proxy setting is not a valid proxy URL.
+        """
+        return select_proxy(self.scheme, self.host, self.port, self.proxies, os.environ)
 
     def emit_trace(self, stage: str, **fields: Any) -> None:
         """Pass a trace record to ``trace``; an exception it raises is logged and ignored."""
@@ -436,6 +447,40 @@ class WebSocket:
             return
         if sent:
             self.emit_trace("close_requested", code=code, reason=reason_bytes.decode("utf-8"))
+
+
+def _ascii_host(host: str) -> str:
+    """The host in ASCII: an internationalised name becomes IDNA (``xn--``) labels."""
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"url host {host!r} is not a valid host name") from None
+
+
+def _check_proxies(proxies: dict[str, str] | None) -> dict[str, str] | None:
+    """Check the ``proxies`` argument; return it unchanged.
+
+    Raises:
+        TypeError: ``proxies`` is not a dict, or a value is not a string.
+        ValueError: A value is not a proxy URL lomond can use.
+    """
+    if proxies is None:
+        return None
+    if not isinstance(proxies, dict):
+        raise TypeError(f"proxies must be a dict or None, not {type(proxies).__name__}")
+    for name, value in proxies.items():
+        if value is None or name == "no_proxy":
+            continue
+        if not isinstance(value, str):
+            raise TypeError(f"proxies[{name!r}] must be a str, not {type(value).__name__}")
+        if value.strip():
+            try:
+                parse_proxy_url(value)
+            except ValueError as error:
+                raise ValueError(f"proxies[{name!r}]: {error}") from None
+    return proxies
 
 
 def _check_control_payload(kind: str, data: object) -> None:

@@ -197,13 +197,28 @@ def run(chunks: Iterable[bytes], *, eof: bool = False, **options: Any) -> Outcom
     sent = b""
     for chunk in chunks:
         protocol.receive_data(chunk)
-        events += protocol.events_received()
-        sent += protocol.data_to_send()
+        batch, data = drain(protocol)
+        events += batch
+        sent += data
     if eof:
         protocol.receive_eof()
-        events += protocol.events_received()
-        sent += protocol.data_to_send()
+        batch, data = drain(protocol)
+        events += batch
+        sent += data
     return Outcome(events, sent, protocol.state)
+
+
+def drain(protocol: ClientProtocol) -> tuple[list[Event], bytes]:
+    """Collect events until none are left, as the session does (a protocol error
+    behind undelivered events is only acted on at the next call)."""
+    events: list[Event] = []
+    sent = b""
+    while True:
+        batch = protocol.events_received()
+        sent += protocol.data_to_send()
+        if not batch:
+            return events, sent
+        events += batch
 
 
 def chunkings(data: bytes) -> Iterator[list[bytes]]:
@@ -1841,3 +1856,30 @@ class TestProperties:
             error = received[names.index("protocol_error")]
             if not error.critical:
                 assert closes, "a non-critical failure sends a close frame"
+
+
+class TestMessagesBeforeAProtocolError:
+    """Messages that arrive ahead of a violation reach the application first, and its
+    replies go out before the close frame (Autobahn 3.2-3.4, 4.1.3-4.2.5, 5.15)."""
+
+    def test_reply_goes_out_before_the_close_frame(self) -> None:
+        protocol = open_protocol()
+        protocol.receive_data(frame(Opcode.TEXT, b"Hello") + frame(0x3) + frame(Opcode.PING))
+        assert [event.name for event in protocol.events_received()] == ["text"]
+        assert protocol.data_to_send() == b""
+        assert protocol.state is State.OPEN
+        assert protocol.has_events
+        protocol.send_message(Opcode.TEXT, b"Hello")
+        assert [event.name for event in protocol.events_received()] == ["protocol_error"]
+        sent = sent_frames(protocol.data_to_send())
+        assert [item.opcode for item in sent] == [Opcode.TEXT, Opcode.CLOSE]
+        assert sent[1].payload[:2] == (1002).to_bytes(2, "big")
+        assert protocol.state is State.CLOSING
+        assert protocol.events_received() == []
+
+    def test_eof_right_behind_the_violation(self) -> None:
+        protocol = open_protocol()
+        protocol.receive_data(frame(Opcode.BINARY, b"data") + frame(0x3))
+        protocol.receive_eof()
+        names = [event.name for event in protocol.events_received()]
+        assert names == ["binary", "protocol_error", "disconnected"]
