@@ -77,6 +77,10 @@ class WebsocketSession:
         self._write_interest = False
         self._pending: Deque[memoryview] = deque()
         self._pending_size = 0
+        # Bytes ever queued and ever written, to tell a waiting sender whether its
+        # data went out before the connection ended.
+        self._queued_total = 0
+        self._sent_total = 0
         self._wake_reader: socket.socket | None = None
         self._wake_writer: socket.socket | None = None
         self._loop_thread: int | None = None
@@ -112,10 +116,11 @@ class WebsocketSession:
         with self._lock:
             result = action(self.protocol)
             self._flush_locked(raise_errors=True)
+            queued = self._queued_total
         if threading.get_ident() != self._loop_thread:
             self._wake()
             if self._pending_size > HIGH_WATER:
-                self._wait_for_drain()
+                self._wait_for_drain(queued)
         return result
 
     def force_disconnect(self) -> None:
@@ -150,6 +155,7 @@ class WebsocketSession:
             return
         self._pending.append(memoryview(data))
         self._pending_size += len(data)
+        self._queued_total += len(data)
         self._websocket_trace("socket_send", length=len(data))
         try:
             self._drain_locked()
@@ -170,18 +176,26 @@ class WebsocketSession:
             except _WOULD_BLOCK:
                 return
             self._pending_size -= sent
+            self._sent_total += sent
             if sent == len(chunk):
                 pending.popleft()
             else:
                 pending[0] = chunk[sent:]
 
-    def _wait_for_drain(self) -> None:
-        """Block a non-loop thread until the output queue is under the high-water mark."""
+    def _wait_for_drain(self, queued: int) -> None:
+        """Block a non-loop thread until the output queue is under the high-water mark.
+
+        Args:
+            queued: The queue position just after the caller's data.
+
+        Raises:
+            TransportFail: The connection ended before the caller's data was written.
+        """
         while True:
             with self._lock:
                 sock = self._sock
                 if sock is None:
-                    if self._pending_size:
+                    if self._sent_total < queued:
                         raise TransportFail("connection closed before the data was sent")
                     return
                 try:
