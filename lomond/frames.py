@@ -166,8 +166,11 @@ class FrameReader:
                 elif length == 126 and end - position >= 4:
                     length = (buffer[position + 2] << 8) | buffer[position + 3]
                     start = position + 4
+                elif length == 127 and end - position >= 10:
+                    length = int.from_bytes(buffer[position + 2 : position + 10], "big")
+                    start = position + 10
                 else:
-                    break  # 64-bit lengths, masked frames, incomplete headers
+                    break  # masked frames, incomplete headers
                 stop = start + length
                 if stop > end or length > max_length:
                     break
@@ -201,7 +204,8 @@ class FrameReader:
             self._header = header
             return None
         self._header = None
-        payload = bytes(buffer[self._payload_start : end])
+        with memoryview(buffer) as view:
+            payload = view[self._payload_start : end].tobytes()
         self._position = end
         if header.masked:
             payload = mask(self._masking_key, payload)
