@@ -53,7 +53,7 @@ MAX_HEADER_SIZE = 64 * 1024
 MAX_HEADER_LINES = 256
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
-_NO_LIMIT = 1 << 63
+_NO_LIMIT = (1 << 63) - 1
 
 
 class State(Enum):
