@@ -38,6 +38,7 @@ setup(
     python_requires=">=3.8",
     install_requires=["certifi"],
     extras_require={"test": TEST_REQUIRES, "dev": DEV_REQUIRES},
+    entry_points={"console_scripts": ["lomond=lomond.cli:main"]},
     classifiers=[
         "Development Status :: 4 - Beta",
         "Intended Audience :: Developers",

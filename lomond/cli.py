@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=_positive_seconds,
         metavar="SECONDS",
-        help="give up after SECONDS: close and exit with status 1",
+        help="give up after SECONDS in all (connecting included): close, exit status 1",
     )
     session.add_argument(
         "--linger",

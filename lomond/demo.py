@@ -82,7 +82,7 @@ class DemoScript:
         self.ws.send_text(LARGE_TEXT)
         self.printer.note(
             f">>> ws.send_text('lomond ' * 20)  "
-            f"# {len(LARGE_TEXT)} chars, compressed to a {self.wire.last_send}-byte frame"
+            f"# {len(LARGE_TEXT)} chars -> {self.wire.last_send} bytes on the wire (compressed)"
         )
 
     def show_json(self, event: events.Event) -> None:

@@ -198,7 +198,7 @@ class InteractiveClient:
             self.last_activity = time.monotonic()
             self.gate.open()
             for text in self.options.send:
-                self.ws.send_text(text)
+                self.send(text)
         elif isinstance(event, (events.Text, events.Binary)):
             self.last_activity = time.monotonic()
             self.received += 1
@@ -229,10 +229,7 @@ class InteractiveClient:
         for line in read_lines(fd):
             if not self.gate.wait():
                 return
-            try:
-                self.ws.send_text(line)
-            except WebSocketError as error:
-                self.warn(f"not sent: {error}")
+            self.send(line)
             self.last_activity = time.monotonic()
         # End of input: once there is a connection, and it has gone quiet, close it.
         self.exit_requested.set()
@@ -245,6 +242,13 @@ class InteractiveClient:
             if self.gate.wait_finished(self.options.linger - quiet_for):
                 return
         self.ws.close()
+
+    def send(self, text: str) -> None:
+        """Send a text message; if it cannot be sent, say so on the error stream."""
+        try:
+            self.ws.send_text(text)
+        except WebSocketError as error:
+            self.warn(f"not sent: {error}")
 
     def warn(self, message: str) -> None:
         """Write one line to the error stream."""
