@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import platform
+import os
+import sys
 
 from ._version import __version__
 
@@ -14,8 +15,12 @@ WS_VERSION = 13
 
 #: Sent as ``User-Agent`` unless ``WebSocket(agent=...)`` says otherwise. It names the
 #: interpreter and OS family, but not the full platform string (0.3.x leaked the
-#: kernel build and distribution through ``platform.platform()``).
+#: kernel build and distribution through ``platform.platform()``). The ``platform``
+#: module is not used: on Python 3.8 importing it starts ``subprocess``.
+_IMPLEMENTATION = {"cpython": "CPython", "pypy": "PyPy"}.get(
+    sys.implementation.name, sys.implementation.name
+)
+_SYSTEM = os.uname().sysname if hasattr(os, "uname") else "Windows"
 USER_AGENT = (
-    f"Lomond/{__version__} {platform.python_implementation()}/"
-    f"{platform.python_version()} {platform.system()}"
+    f"Lomond/{__version__} {_IMPLEMENTATION}/{'.'.join(map(str, sys.version_info[:3]))} {_SYSTEM}"
 )

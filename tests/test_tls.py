@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import inspect
 import ssl
 import subprocess
 import sys
@@ -144,6 +145,8 @@ class TestVerificationFailures:
         assert host in reason
 
     def test_expired_certificate(self, ca: trustme.CA, ca_file: str) -> None:
+        if "not_before" not in inspect.signature(ca.issue_cert).parameters:
+            pytest.skip("this trustme cannot issue expired certificates (Python 3.8)")
         now = datetime.datetime.now(datetime.timezone.utc)
         cert = ca.issue_cert(
             "127.0.0.1",
