@@ -1,4 +1,10 @@
-"""permessage-deflate (RFC 7692): the options users choose, and the negotiated codec."""
+"""permessage-deflate (RFC 7692): the options users choose, and the negotiated codec.
+
+:class:`Deflate` is what the user configures and what lomond offers; the server's
+answer goes through :meth:`Deflate.accept`, which returns the :class:`PerMessageDeflate`
+codec of one connection. Neither does any I/O. The defaults and the memory each
+connection needs are explained in ``docs/compression.rst``.
+"""
 
 from __future__ import annotations
 
@@ -14,34 +20,59 @@ EXTENSION_NAME = "permessage-deflate"
 # stripped by the sender and restored by the receiver.
 _TAIL = b"\x00\x00\xff\xff"
 
+# zlib refuses to deflate with a 256-byte window (window bits 8, raw deflate). It
+# never emits a match farther back than its window minus 262 bytes (MIN_LOOKAHEAD),
+# so with window bits 9 no distance exceeds 250 bytes: the output is valid for a
+# peer that agreed to a window of 8 bits. zlib before 1.2.9 made the same swap itself.
+_SMALLEST_ZLIB_WINDOW = 9
+
+# The most one zlib call inflates at a time when a limit applies (see decompress).
+_INFLATE_STEP = 256 * 1024
+
 ExtensionParameters = List[Tuple[str, Optional[str]]]
 
 
-def _check_window_bits(name: str, value: int | None) -> None:
-    if value is not None and (
-        isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= 15
-    ):
-        raise ValueError(f"{name} must be an int from 8 to 15 (or None), not {value!r}")
+def _check_int(name: str, value: object, low: int, high: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ValueError(f"{name} must be an int {bounds}, not {value!r}")
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {value!r}")
 
 
 class Deflate:
     """What to offer for permessage-deflate, and how to compress.
 
-    ``WebSocket(compress=True)`` is ``WebSocket(compress=Deflate())``.
+    ``WebSocket(compress=True)`` is ``WebSocket(compress=Deflate())``, which offers
+    ``permessage-deflate; client_max_window_bits``. Nothing is allocated until a
+    compressed message is sent or received; see ``docs/compression.rst`` for the
+    memory each choice costs.
 
     Args:
-        client_max_window_bits: The largest LZ77 window (as a power of two, 8-15) lomond
-            will compress with; ``None`` offers the parameter without a value, letting
-            the server choose.
+        client_max_window_bits: The largest LZ77 window (a power of two, 8-15) lomond
+            will compress with. ``None`` offers the parameter without a value: the
+            server may then choose a limit, else lomond uses 15 (32 KiB).
         server_max_window_bits: Ask the server to compress with at most this window
-            (8-15); ``None`` does not ask. A smaller window saves the server memory.
-        client_no_context_takeover: Compress every message on its own (less memory kept
-            between messages, worse ratio for similar messages).
-        server_no_context_takeover: Ask the server to do the same.
-        level: zlib compression level 0-9; ``None`` is zlib's default (6).
-        mem_level: zlib memory level 1-9; 8 is zlib's default.
-        min_size: Messages shorter than this many bytes are sent uncompressed: below
-            a few dozen bytes deflate cannot win.
+            (8-15); ``None`` does not ask. A server that cannot honour it declines
+            compression altogether (RFC 7692 §7.1.2.1).
+        client_no_context_takeover: Compress every message on its own: no memory kept
+            between messages, but a far worse ratio for similar small messages.
+        server_no_context_takeover: Ask the server to do the same; a server that
+            accepts must confirm it (RFC 7692 §7.1.1.1).
+        level: zlib compression level 0-9 (``-1`` or ``None``: zlib's default, 6).
+        mem_level: zlib memory level 1-9: the compressor's hash table and block
+            buffer, ``2 ** (mem_level + 9)`` bytes together. 5 costs 16 KiB against
+            128 KiB for zlib's own default of 8, for a ratio within about 1%.
+        min_size: Messages shorter than this many bytes are sent uncompressed.
+
+    Raises:
+        TypeError: An option has the wrong type.
+        ValueError: An option is out of range.
     """
 
     def __init__(
@@ -51,17 +82,19 @@ class Deflate:
         client_no_context_takeover: bool = False,
         server_no_context_takeover: bool = False,
         level: int | None = None,
-        mem_level: int = 8,
+        mem_level: int = 5,
         min_size: int = 0,
     ) -> None:
-        _check_window_bits("client_max_window_bits", client_max_window_bits)
-        _check_window_bits("server_max_window_bits", server_max_window_bits)
-        if level is not None and (not isinstance(level, int) or not -1 <= level <= 9):
-            raise ValueError(f"level must be an int from 0 to 9 (or None), not {level!r}")
-        if not isinstance(mem_level, int) or not 1 <= mem_level <= 9:
-            raise ValueError(f"mem_level must be an int from 1 to 9, not {mem_level!r}")
-        if not isinstance(min_size, int) or min_size < 0:
-            raise ValueError(f"min_size must be a non-negative int, not {min_size!r}")
+        if client_max_window_bits is not None:
+            _check_int("client_max_window_bits", client_max_window_bits, 8, 15)
+        if server_max_window_bits is not None:
+            _check_int("server_max_window_bits", server_max_window_bits, 8, 15)
+        _check_bool("client_no_context_takeover", client_no_context_takeover)
+        _check_bool("server_no_context_takeover", server_no_context_takeover)
+        if level is not None:
+            _check_int("level", level, -1, 9)
+        _check_int("mem_level", mem_level, 1, 9)
+        _check_int("min_size", min_size, 0, None)
         self.client_max_window_bits = client_max_window_bits
         self.server_max_window_bits = server_max_window_bits
         self.client_no_context_takeover = client_no_context_takeover
@@ -82,6 +115,8 @@ class Deflate:
     def offer(self) -> str:
         """Return the ``Sec-WebSocket-Extensions`` value offering these options."""
         parts = [EXTENSION_NAME]
+        # Always offered (RFC 7692 §7.1.2.2): it lets the server limit our window,
+        # and without it a server may not send client_max_window_bits at all.
         if self.client_max_window_bits is None:
             parts.append("client_max_window_bits")
         else:
@@ -98,11 +133,12 @@ class Deflate:
         """Check the server's response parameters and return the negotiated codec.
 
         Raises:
-            CompressionParameterError: A parameter is unknown, repeated, out of range,
-                or answers something that was not offered (RFC 7692 §7.1).
+            CompressionParameterError: A parameter is unknown, repeated, has a value
+                it must not have or lacks one it needs, is out of 8-15, answers
+                something that was not offered, or ignores what was (RFC 7692 §7.1).
         """
         seen: set[str] = set()
-        server_bits = 15
+        server_bits: int | None = None
         client_bits = self.client_max_window_bits or 15
         server_no_context_takeover = False
         client_no_context_takeover = self.client_no_context_takeover
@@ -111,12 +147,16 @@ class Deflate:
                 raise CompressionParameterError(f"duplicate parameter {name} in {EXTENSION_NAME}")
             seen.add(name)
             if name == "server_no_context_takeover":
+                # §7.1.1.1: allowed even when not offered.
                 _expect_no_value(name, value)
                 server_no_context_takeover = True
             elif name == "client_no_context_takeover":
+                # §7.1.1.2: the server may ask this of any client.
                 _expect_no_value(name, value)
                 client_no_context_takeover = True
             elif name == "server_max_window_bits":
+                # §7.1.2.1: at most the offered value; a server may also limit itself
+                # when the client did not ask.
                 server_bits = _window_bits(name, value)
                 offered = self.server_max_window_bits
                 if offered is not None and server_bits > offered:
@@ -124,6 +164,7 @@ class Deflate:
                         f"server_max_window_bits={server_bits} exceeds the offered {offered}"
                     )
             elif name == "client_max_window_bits":
+                # §7.1.2.2: only in answer to an offer of it, which lomond always makes.
                 client_bits = _window_bits(name, value)
                 offered = self.client_max_window_bits
                 if offered is not None and client_bits > offered:
@@ -132,11 +173,15 @@ class Deflate:
                     )
             else:
                 raise CompressionParameterError(f"unknown parameter {name} in {EXTENSION_NAME}")
+        # A server that accepts an offer of these must confirm them (§7.1.1.1, §7.1.2.1).
         if self.server_no_context_takeover and not server_no_context_takeover:
-            # RFC 7692 §7.1.1.1: a server accepting the offer must include it.
-            raise CompressionParameterError("server ignored the server_no_context_takeover offer")
+            raise CompressionParameterError("server ignored the offered server_no_context_takeover")
+        if self.server_max_window_bits is not None and server_bits is None:
+            raise CompressionParameterError(
+                f"server ignored the offered server_max_window_bits={self.server_max_window_bits}"
+            )
         return PerMessageDeflate(
-            server_max_window_bits=server_bits,
+            server_max_window_bits=15 if server_bits is None else server_bits,
             client_max_window_bits=client_bits,
             server_no_context_takeover=server_no_context_takeover,
             client_no_context_takeover=client_no_context_takeover,
@@ -152,7 +197,9 @@ def _expect_no_value(name: str, value: str | None) -> None:
 
 
 def _window_bits(name: str, value: str | None) -> int:
-    if value is None or not value.isdigit():
+    # §7.1.2: a decimal integer without leading zeroes. str.isdigit() alone would let
+    # through "²" (a latin-1 header byte), which int() refuses.
+    if value is None or not (value.isascii() and value.isdigit()) or value[0] == "0":
         raise CompressionParameterError(f"{name} needs a value from 8 to 15 (got {value!r})")
     bits = int(value)
     if not 8 <= bits <= 15:
@@ -163,8 +210,13 @@ def _window_bits(name: str, value: str | None) -> int:
 class PerMessageDeflate:
     """The negotiated permessage-deflate codec of one connection.
 
-    Compression is not thread-safe on its own: the caller serialises
-    :meth:`compress` calls (the session's send lock does).
+    Each direction has its own zlib stream, created at its first message. With
+    context takeover it lives as long as the connection; without, it is dropped at
+    the end of every message.
+
+    Not thread-safe on its own: the caller serialises :meth:`compress` calls (the
+    session's send lock does), and :meth:`decompress` is called by the reading
+    thread only.
     """
 
     def __init__(
@@ -175,7 +227,7 @@ class PerMessageDeflate:
         server_no_context_takeover: bool,
         client_no_context_takeover: bool,
         level: int = -1,
-        mem_level: int = 8,
+        mem_level: int = 5,
         min_size: int = 0,
     ) -> None:
         self.server_max_window_bits = server_max_window_bits
@@ -185,11 +237,11 @@ class PerMessageDeflate:
         self.level = level
         self.mem_level = mem_level
         self.min_size = min_size
-        # zlib cannot deflate with a 256-byte window (8 bits): a window of 9 would
-        # break the server's limit, so lomond then sends every message uncompressed,
-        # which RFC 7692 §6 always allows. Inflating needs no such care: a larger
-        # window decodes anything a smaller one produced.
-        self.can_compress = client_max_window_bits >= 9
+        # See _SMALLEST_ZLIB_WINDOW: a window of 9 bits keeps every distance within 8.
+        self._compress_bits = max(_SMALLEST_ZLIB_WINDOW, client_max_window_bits)
+        # Inflating with a larger window than agreed costs 256 bytes at most and also
+        # decodes a peer that (like zlib before 1.2.9) swaps a window of 8 for 9.
+        self._decompress_bits = max(_SMALLEST_ZLIB_WINDOW, server_max_window_bits)
         self._compressor: zlib._Compress | None = None
         self._decompressor: zlib._Decompress | None = None
 
@@ -202,15 +254,15 @@ class PerMessageDeflate:
         )
 
     def should_compress(self, length: int) -> bool:
-        """Whether a message of ``length`` bytes is worth compressing."""
-        return self.can_compress and length >= self.min_size
+        """Whether a message of ``length`` bytes is to be compressed (``min_size``)."""
+        return length >= self.min_size
 
     def compress(self, payload: bytes | bytearray | memoryview) -> bytes:
         """Return the compressed form of one whole message (RFC 7692 §7.2.1)."""
         compressor = self._compressor
         if compressor is None:
             compressor = zlib.compressobj(
-                self.level, zlib.DEFLATED, -self.client_max_window_bits, self.mem_level
+                self.level, zlib.DEFLATED, -self._compress_bits, self.mem_level
             )
         data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
         # Keep the context for the next message unless the server asked us not to.
@@ -229,27 +281,46 @@ class PerMessageDeflate:
 
         Raises:
             PayloadTooLarge: The output would exceed ``limit``; inflation stops
-                before the memory is spent.
+                one byte past it, so a bomb never costs more than ``limit`` plus
+                256 KiB.
             ProtocolError: The payload is not valid deflate data.
         """
-        decompressor = self._decompressor
-        if decompressor is None:
-            decompressor = self._decompressor = zlib.decompressobj(
-                -max(9, self.server_max_window_bits)
-            )
         if final:
             payload += _TAIL
-        try:
-            if limit is None:
-                data = decompressor.decompress(payload)
+        pieces: list[bytes] = []
+        size = 0
+        while True:
+            decompressor = self._decompressor
+            if decompressor is None:
+                decompressor = self._decompressor = zlib.decompressobj(-self._decompress_bits)
+            # Inflate in steps of at most _INFLATE_STEP, asking for one byte more than
+            # the limit allows: getting it proves the message too large, so a bomb
+            # costs the limit plus one step, never what it would inflate to.
+            step = None if limit is None else min(limit - size + 1, _INFLATE_STEP)
+            try:
+                if step is None:
+                    data = decompressor.decompress(payload)
+                else:
+                    data = decompressor.decompress(payload, step)
+            except zlib.error as error:
+                raise ProtocolError(f"invalid compressed data ({error})") from None
+            size += len(data)
+            if limit is not None and size > limit:
+                raise PayloadTooLarge("decompressed message exceeds max_message_size")
+            pieces.append(data)
+            if decompressor.eof:
+                # A block with BFINAL set ended the deflate stream (RFC 7692 §7.2.3.4
+                # allows it in place of the empty block). What follows, such as the
+                # padding that section shows and the tail appended above, starts a
+                # new stream; the old one is spent, so no later message may reach it.
+                payload = decompressor.unused_data
+                self._decompressor = None
+                if not payload:
+                    break
+            elif step is None or len(data) < step:
+                break  # zlib stopped short of the step: all input is inflated
             else:
-                # Ask for one byte more than allowed: getting it proves the message
-                # is too large, without inflating the rest of it.
-                data = decompressor.decompress(payload, limit + 1)
-                if len(data) > limit:
-                    raise PayloadTooLarge("decompressed message exceeds max_message_size")
-        except zlib.error as error:
-            raise ProtocolError(f"invalid compressed data ({error})") from None
+                payload = decompressor.unconsumed_tail
         if final and self.server_no_context_takeover:
             self._decompressor = None
-        return data
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
