@@ -18,7 +18,7 @@ import base64
 import ipaddress
 import socket
 from http import HTTPStatus
-from typing import Mapping, Union
+from typing import Mapping, NamedTuple, Union
 from urllib.parse import unquote, urlsplit
 
 from .deadline import Deadline
@@ -43,8 +43,10 @@ IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
-class Proxy:
+class Proxy(NamedTuple):
     """A proxy server, parsed from a URL by :func:`parse_proxy_url`.
+
+    Its ``repr`` and :attr:`url` leave the credentials out.
 
     Attributes:
         scheme: ``http``, ``https``, ``socks5``, ``socks5h``, ``socks4`` or ``socks4a``.
@@ -54,35 +56,14 @@ class Proxy:
         password: The percent-decoded password, or ``None``.
     """
 
-    __slots__ = ("scheme", "host", "port", "username", "password")
-
-    def __init__(
-        self,
-        scheme: str,
-        host: str,
-        port: int,
-        username: str | None = None,
-        password: str | None = None,
-    ) -> None:
-        self.scheme = scheme
-        self.host = host
-        self.port = port
-        self.username = username
-        self.password = password
+    scheme: str
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
 
     def __repr__(self) -> str:
         return f"Proxy({self.url!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Proxy):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def _key(self) -> tuple[str, str, int, str | None, str | None]:
-        return (self.scheme, self.host, self.port, self.username, self.password)
 
     @property
     def address(self) -> str:
@@ -100,12 +81,12 @@ class Proxy:
         return self.scheme in REMOTE_DNS_SCHEMES
 
     @property
-    def kind(self) -> str:
-        """How messages name this proxy: ``"HTTP proxy"``, ``"SOCKS5 proxy"``, ..."""
-        name = {"https": "HTTPS", "socks5h": "SOCKS5", "socks4a": "SOCKS4"}.get(
+    def description(self) -> str:
+        """How messages name the proxy, e.g. ``"SOCKS5 proxy 10.0.0.5:1080"``."""
+        protocol = {"https": "HTTPS", "socks5h": "SOCKS5", "socks4a": "SOCKS4"}.get(
             self.scheme, self.scheme.upper()
         )
-        return f"{name} proxy {self.address}"
+        return f"{protocol} proxy {self.address}"
 
 
 def host_port(host: str, port: int) -> str:
@@ -208,6 +189,8 @@ def select_proxy(
         no_proxy = settings.get("no_proxy")
         if no_proxy and bypasses_proxy(host, port, no_proxy):
             return None
+        if not isinstance(value, str):
+            raise ValueError(f"{where.format(name)}: a proxy URL must be a str")
         try:
             return parse_proxy_url(value)
         except ValueError as error:
@@ -381,12 +364,14 @@ def socks5_check_method(reply: bytes, proxy: Proxy) -> int:
         ConnectFail: Not a SOCKS5 reply, or no offered method was acceptable.
     """
     if reply[0] != 5:
-        raise ConnectFail(f"{proxy.kind} did not answer as a SOCKS5 proxy")
+        raise ConnectFail(f"{proxy.description} did not answer as a SOCKS5 proxy")
     method = reply[1]
     offered = socks5_greeting(proxy)[2:]
     if method == SOCKS5_NO_ACCEPTABLE_METHOD or method not in offered:
         hint = "" if proxy.username is not None else " (it may need a user name and password)"
-        raise ConnectFail(f"{proxy.kind} accepted none of the offered authentication methods{hint}")
+        raise ConnectFail(
+            f"{proxy.description} accepted none of the offered authentication methods{hint}"
+        )
     return method
 
 
@@ -403,7 +388,7 @@ def socks5_check_auth_reply(reply: bytes, proxy: Proxy) -> None:
         ConnectFail: The proxy rejected the credentials.
     """
     if reply[1] != 0:
-        raise ConnectFail(f"{proxy.kind} rejected the user name or password")
+        raise ConnectFail(f"{proxy.description} rejected the user name or password")
 
 
 def socks5_connect_request(host: str, port: int) -> bytes:
@@ -425,11 +410,11 @@ def socks5_check_reply(head: bytes, proxy: Proxy, target: str) -> None:
         ConnectFail: The proxy refused, with the reason for the error code.
     """
     if head[0] != 5:
-        raise ConnectFail(f"{proxy.kind} did not answer as a SOCKS5 proxy")
+        raise ConnectFail(f"{proxy.description} did not answer as a SOCKS5 proxy")
     code = head[1]
     if code != 0:
         reason = SOCKS5_ERRORS.get(code, f"unknown error code 0x{code:02x}")
-        raise ConnectFail(f"{proxy.kind} could not connect to {target}: {reason}")
+        raise ConnectFail(f"{proxy.description} could not connect to {target}: {reason}")
 
 
 def socks5_bound_address_size(head: bytes, proxy: Proxy) -> int:
@@ -448,7 +433,7 @@ def socks5_bound_address_size(head: bytes, proxy: Proxy) -> int:
         return 16 - 1 + 2
     if address_type == 3:
         return head[2] + 2
-    raise ConnectFail(f"{proxy.kind} sent a reply with unknown address type {address_type}")
+    raise ConnectFail(f"{proxy.description} sent a reply with unknown address type {address_type}")
 
 
 # -- SOCKS4 and SOCKS4a ------------------------------------------------------------
@@ -472,7 +457,9 @@ def socks4_connect_request(host: str, port: int, proxy: Proxy) -> bytes:
     userid = (proxy.username or "").encode("utf-8") + b"\x00"
     address = _ip_address(host)
     if address is not None and address.version == 6:
-        raise ConnectFail(f"{proxy.kind} cannot reach IPv6 address {host} (SOCKS4 is IPv4 only)")
+        raise ConnectFail(
+            f"{proxy.description} cannot reach IPv6 address {host} (SOCKS4 is IPv4 only)"
+        )
     head = b"\x04\x01" + port.to_bytes(2, "big")
     if address is not None:
         return head + address.packed + userid
@@ -488,11 +475,11 @@ def socks4_check_reply(reply: bytes, proxy: Proxy, target: str) -> None:
     """
     # The version byte is 0; some proxies echo 4.
     if reply[0] not in (0, 4):
-        raise ConnectFail(f"{proxy.kind} did not answer as a SOCKS4 proxy")
+        raise ConnectFail(f"{proxy.description} did not answer as a SOCKS4 proxy")
     code = reply[1]
     if code != 90:
         reason = SOCKS4_ERRORS.get(code, f"unknown reply code {code}")
-        raise ConnectFail(f"{proxy.kind} could not connect to {target}: {reason}")
+        raise ConnectFail(f"{proxy.description} could not connect to {target}: {reason}")
 
 
 # -- driving a handshake over a socket ---------------------------------------------
@@ -518,10 +505,10 @@ class _ProxyChannel:
 
     def _failure(self, error: OSError, step: str) -> ConnectFail:
         if isinstance(error, socket.timeout):
-            return ConnectFail(
-                f"timed out after {self.deadline.seconds:g}s waiting for {self.proxy.kind} ({step})"
-            )
-        return ConnectFail(f"lost the connection to {self.proxy.kind} ({step}): {error}")
+            seconds = self.deadline.seconds
+            proxy = self.proxy.description
+            return ConnectFail(f"timed out after {seconds:g}s waiting for {proxy} ({step})")
+        return ConnectFail(f"lost the connection to {self.proxy.description} ({step}): {error}")
 
     def send(self, data: bytes, step: str) -> None:
         try:
@@ -542,7 +529,7 @@ class _ProxyChannel:
         except OSError as error:
             raise self._failure(error, step) from None
         if not data:
-            raise _ProxyHungUp(f"{self.proxy.kind} closed the connection ({step})")
+            raise _ProxyHungUp(f"{self.proxy.description} closed the connection ({step})")
         return data
 
     def recv_exact(self, size: int, step: str) -> bytes:
@@ -610,7 +597,7 @@ def _socks5_connect(channel: _ProxyChannel, host: str, port: int, target: str) -
         except _ProxyHungUp:
             # Many proxies hang up instead of answering a wrong password.
             raise ConnectFail(
-                f"{proxy.kind} closed the connection after authentication "
+                f"{proxy.description} closed the connection after authentication "
                 "(wrong user name or password?)"
             ) from None
         socks5_check_auth_reply(reply, proxy)

@@ -294,7 +294,10 @@ class WebsocketSession:
         with self._lock:
             request = self.protocol.data_to_send()
             try:
-                sock.settimeout(deadline.remaining())
+                remaining = deadline.remaining()
+                if remaining is not None and remaining <= 0:
+                    raise socket.timeout("deadline passed")  # settimeout(0) would not block
+                sock.settimeout(remaining)
                 sock.sendall(request)
             except OSError as error:
                 sock.close()

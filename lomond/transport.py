@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import ssl
@@ -105,6 +106,14 @@ def _timed_out(deadline: Deadline, doing: str) -> ConnectFail:
     return ConnectFail(f"timed out after {deadline.seconds:g}s {doing}")
 
 
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def resolve(host: str, port: int, deadline: Deadline, family: int = 0) -> AddressList:
     """Return the addresses of ``host`` (``getaddrinfo``), before ``deadline``.
 
@@ -115,20 +124,18 @@ def resolve(host: str, port: int, deadline: Deadline, family: int = 0) -> Addres
     Raises:
         ConnectFail: The name does not resolve, or the deadline passed first.
     """
-    try:
-        return socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
-    except socket.gaierror:
-        pass  # not an IP literal
+    # An IP literal is converted at once; only a name needs the resolver.
+    flags = socket.AI_NUMERICHOST if _is_ip_literal(host) else 0
     results: list[AddressList] = []
 
     def lookup() -> None:
         try:
-            results.append(socket.getaddrinfo(host, port, family, socket.SOCK_STREAM))
+            results.append(socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, flags))
         except (OSError, UnicodeError):
             results.append([])
 
     remaining = deadline.remaining()
-    if remaining is None:
+    if remaining is None or flags:
         lookup()
     else:
         thread = threading.Thread(target=lookup, name=f"lomond-resolve-{host}", daemon=True)
@@ -214,7 +221,8 @@ class NestedTLSSocket:
     go on raises :class:`ssl.SSLWantReadError` or :class:`ssl.SSLWantWriteError`,
     and a ``send`` must then be retried with the same data. ``recv`` returns every
     decrypted byte already received (possibly more than ``bufsize``), so that none
-    waits in a buffer the selector cannot see.
+    waits in a buffer the selector cannot see. One thread may read while another
+    sends: a lock keeps the TLS object and the queued records consistent.
 
     Args:
         outer: The TLS connection to the proxy, with the tunnel open.
@@ -229,13 +237,16 @@ class NestedTLSSocket:
         self._tls = context.wrap_bio(
             self._incoming, self._outgoing, server_side=False, server_hostname=server_hostname
         )
+        # Guards _tls, the BIOs and the two fields below; never held while blocking
+        # on a read from the outer socket.
+        self._lock = threading.Lock()
         # Records the outer socket has not taken yet, and how much plaintext they carry
         # (reported as sent once they are out, when ``send`` is retried).
         self._unsent = b""
         self._unsent_plaintext = 0
 
     def __repr__(self) -> str:
-        return f"<NestedTLSSocket fd={self.fileno()} through {self._outer!r}>"
+        return f"<NestedTLSSocket through {self._outer!r}>"
 
     # socket methods passed to the outer connection
 
@@ -266,11 +277,12 @@ class NestedTLSSocket:
 
     def pending(self) -> int:
         """Decrypted bytes ready to read (``0`` after each :meth:`recv`)."""
-        return self._tls.pending()
+        with self._lock:
+            return self._tls.pending()
 
     # moving records
 
-    def _flush(self) -> None:
+    def _flush_locked(self) -> None:
         """Write queued records to the outer socket (may raise a would-block error)."""
         self._unsent += self._outgoing.read()
         while self._unsent:
@@ -280,16 +292,29 @@ class NestedTLSSocket:
     def _receive(self) -> None:
         """Read from the outer socket into the inner TLS (may block or raise would-block)."""
         data = self._outer.recv(_READ_SIZE)
-        if not data:
-            self._incoming.write_eof()
-            return
-        self._incoming.write(data)
+        with self._lock:
+            if not data:
+                self._incoming.write_eof()
+                return
+            self._incoming.write(data)
         self._take_outer_buffer()
 
     def _take_outer_buffer(self) -> None:
         # Bytes the outer TLS decrypted but nobody read wake no selector: take them.
         while self._outer.pending():
-            self._incoming.write(self._outer.recv(self._outer.pending()))
+            data = self._outer.recv(self._outer.pending())
+            with self._lock:
+                self._incoming.write(data)
+
+    def _read(self, bufsize: int) -> bytes | None:
+        """Decrypted bytes; ``None`` when more input is needed, ``b""`` at the end."""
+        with self._lock:
+            try:
+                return self._tls.read(bufsize)
+            except ssl.SSLWantReadError:
+                return None
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""  # close_notify, or the connection ended (a "ragged EOF")
 
     def do_handshake(self, deadline: Deadline) -> None:
         """Run the inner handshake in blocking mode, before ``deadline``.
@@ -299,61 +324,58 @@ class NestedTLSSocket:
             OSError: The outer connection failed or timed out.
         """
         while True:
-            try:
-                self._tls.do_handshake()
-            except ssl.SSLWantReadError:
+            with self._lock:
+                try:
+                    self._tls.do_handshake()
+                    done = True
+                except ssl.SSLWantReadError:
+                    done = False
                 self._outer.settimeout(_timeout(deadline))
-                self._flush()
-                self._receive()
-                continue
-            self._outer.settimeout(_timeout(deadline))
-            self._flush()
-            return
+                self._flush_locked()
+            if done:
+                return
+            self._receive()
 
     # the stream
 
     def recv(self, bufsize: int, /) -> bytes:
-        while True:
-            try:
-                data = self._tls.read(bufsize)
-                break
-            except ssl.SSLWantReadError:
-                self._receive()
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                return b""  # close_notify, or the connection ended (a "ragged EOF")
+        data = self._read(bufsize)
+        while data is None:
+            self._receive()
+            data = self._read(bufsize)
         chunks = [data]
         while data:
             self._take_outer_buffer()
-            try:
-                data = self._tls.read(bufsize)
-            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                break
-            chunks.append(data)
-        if self._outgoing.pending:
-            # Reading made records to send (a TLS 1.3 key update): send them now if
-            # possible; else the next ``send`` does.
-            try:
-                self._flush()
-            except _WOULD_BLOCK:
-                pass
+            data = self._read(bufsize)
+            if data:
+                chunks.append(data)
+        with self._lock:
+            if self._outgoing.pending:
+                # Reading made records to send (a TLS 1.3 key update): send them now if
+                # possible; else the next ``send`` does.
+                try:
+                    self._flush_locked()
+                except _WOULD_BLOCK:
+                    pass
         return b"".join(chunks)
 
     def send(self, data: bytes | memoryview, /) -> int:
-        if self._unsent or self._unsent_plaintext:
-            self._flush()
-            sent, self._unsent_plaintext = self._unsent_plaintext, 0
-            if sent:
-                return sent
-        chunk = memoryview(data)[:_SEND_SIZE]
-        if not chunk:
-            return 0
-        written: int = self._tls.write(chunk)
-        try:
-            self._flush()
-        except _WOULD_BLOCK:
-            self._unsent_plaintext = written
-            raise
-        return written
+        with self._lock:
+            if self._unsent or self._unsent_plaintext:
+                self._flush_locked()
+                sent, self._unsent_plaintext = self._unsent_plaintext, 0
+                if sent:
+                    return sent
+            chunk = memoryview(data)[:_SEND_SIZE]
+            if not chunk:
+                return 0
+            written: int = self._tls.write(chunk)
+            try:
+                self._flush_locked()
+            except _WOULD_BLOCK:
+                self._unsent_plaintext = written
+                raise
+            return written
 
     def sendall(self, data: bytes | memoryview, /) -> None:
         view = memoryview(data)
@@ -401,8 +423,9 @@ def open_connection(
     user_agent: str | None = None,
     on_tls: Callable[[], None] | None = None,
 ) -> SocketLike:
-    """Open a connection to ``host:port``, through ``proxy`` if given, with TLS if
-    ``context`` is given, all before ``deadline``.
+    """Open a connection to ``host:port``, through a proxy and with TLS if asked.
+
+    Every step (DNS, TCP, the proxy's tunnel, TLS) runs before ``deadline``.
 
     Args:
         host: The server's host name or IP address (IPv6 without brackets).
@@ -410,7 +433,8 @@ def open_connection(
         context: The TLS context for the server (``wss://``), or ``None``.
         deadline: When to give up; covers DNS, TCP, the proxy and TLS.
         proxy: The proxy to go through, or ``None``.
-        proxy_context: The TLS context for an ``https://`` proxy.
+        proxy_context: The TLS context for an ``https://`` proxy (default:
+            :func:`make_ssl_context`).
         user_agent: Sent to an HTTP proxy with CONNECT.
         on_tls: Called before the TLS handshake with the server.
 
@@ -441,16 +465,13 @@ def _open_tunnel(
     """Connect to ``proxy`` and have it open a tunnel to ``host:port``."""
     log.debug("connecting to %s through %s", host_port(host, port), proxy.url)
     target = host
-    if not proxy.resolves_remotely:
+    if not proxy.resolves_remotely and not _is_ip_literal(host):
         # socks5:// and socks4:// carry an address; SOCKS4 knows only IPv4.
         family = socket.AF_INET if proxy.scheme == "socks4" else 0
         target = resolve(host, port, deadline, family)[0][4][0]
     sock = open_tcp(proxy.host, proxy.port, deadline, peer="proxy ")
     if proxy.scheme == "https":
-        if proxy_context is None:
-            sock.close()
-            raise ConnectFail("an https:// proxy needs a TLS context")
-        sock = wrap_tls(sock, proxy_context, proxy.host, deadline)
+        sock = wrap_tls(sock, proxy_context or make_ssl_context(), proxy.host, deadline)
     try:
         negotiate(sock, proxy, target, port, deadline, user_agent)
     except BaseException:
