@@ -192,7 +192,7 @@ def persist(
         max_wait=max_wait,
         exit_event=exit_event,
         respect_retry_after=respect_retry_after,
-        backoff=backoff or exponential_backoff(min_wait, max_wait),
+        backoff=exponential_backoff(min_wait, max_wait) if backoff is None else backoff,
     )
 
 
@@ -230,7 +230,10 @@ def _persist(
                     # the next event when the loop body itself sets exit_event.
                     if not closing and exit_event.is_set():
                         closing = True
-                        websocket.close()
+                        # Closing already (e.g. on Closing): the session echoes the
+                        # server's close code itself (RFC 6455 §5.5.1).
+                        if not websocket.is_closing:
+                            websocket.close()
             finally:
                 # Leaving persist() early (break, an exception) closes the socket now,
                 # not whenever the connection's generator is collected.
