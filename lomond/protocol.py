@@ -17,10 +17,9 @@ States::
 
 from __future__ import annotations
 
-import codecs
 import os
 from enum import Enum
-from typing import Callable, List
+from typing import Callable
 
 from . import events
 from .compression import EXTENSION_NAME, Deflate, PerMessageDeflate
@@ -44,6 +43,7 @@ from .frames import (
 )
 from .handshake import Extension, check_response
 from .mask import KeySource
+from .messages import MessageAssembler, invalid_utf8
 from .response import Response
 from .status import Status
 
@@ -52,7 +52,6 @@ MAX_HEADER_SIZE = 64 * 1024
 #: The most header lines lomond accepts in a response head.
 MAX_HEADER_LINES = 256
 
-_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 _NO_LIMIT = (1 << 63) - 1
 
 
@@ -138,15 +137,7 @@ class ClientProtocol:
         self._receive: Callable[[bytes], None] = self._receive_handshake
         self._reader = FrameReader(self._check_header)
 
-        # The data message being assembled (RFC 6455 §5.4).
-        self._message_opcode: int | None = None
-        self._message_compressed = False
-        self._message_parts: List[bytes | str] = []
-        self._message_size = 0
-        self._decoder: codecs.IncrementalDecoder | None = None
-        # UTF-8 validation of a text frame whose payload is still arriving.
-        self._probe: codecs.IncrementalDecoder | None = None
-        self._probed = 0
+        self._message = MessageAssembler(max_message_size)
 
     def __repr__(self) -> str:
         return f"<ClientProtocol {self.state.value}>"
@@ -290,7 +281,7 @@ class ClientProtocol:
             self._disconnect(self.failure, False)
             return
         self.failure = message
-        self._reset_message()
+        self._message.reset()
         self._reader.skip_pending()
         if self.state is State.OPEN or self.state is State.REMOTE_CLOSING:
             self._events.append(events.ProtocolError(message, False))
@@ -405,19 +396,19 @@ class ClientProtocol:
                 raise ProtocolError("control frame payload over 125 bytes")
             return True
         if opcode == Opcode.CONTINUATION:
-            if self._message_opcode is None:
+            if self._message.opcode is None:
                 raise ProtocolError("continuation frame with no message to continue")
-        elif self._message_opcode is not None:
+        elif self._message.opcode is not None:
             raise ProtocolError("new data frame inside a fragmented message")
         limit = self.max_message_size
         if limit is not None:
-            if header.rsv & RSV1 or self._message_compressed:
+            if header.rsv & RSV1 or self._message.compressed:
                 # The limit counts inflated bytes (checked while inflating); deflate
                 # can grow incompressible data slightly, so allow a margin on the wire.
                 limit += (limit >> 3) + 1024
                 size = header.length
             else:
-                size = self._message_size + header.length
+                size = self._message.size + header.length
             if size > limit:
                 raise PayloadTooLarge(
                     f"message exceeds max_message_size ({self.max_message_size} bytes)"
@@ -445,7 +436,7 @@ class ClientProtocol:
 
     def _read_frames(self, reader: FrameReader) -> None:
         while True:
-            if self._message_opcode is None and self.failure is None:
+            if self._message.opcode is None and self.failure is None:
                 self._read_simple_frames(reader)
             frame = reader.next_frame()
             if frame is None:
@@ -462,7 +453,8 @@ class ClientProtocol:
                 return
         pending = reader.pending_header()
         if pending is not None and self.failure is None:
-            self._probe_text(pending)
+            with reader.pending_payload() as available:
+                self._message.probe(pending, available)
 
     def _read_simple_frames(self, reader: FrameReader) -> None:
         """The fast path: whole, uncompressed messages in single frames, in one batch."""
@@ -479,96 +471,16 @@ class ClientProtocol:
                 except UnicodeDecodeError:
                     # The frames after this one in the batch are dropped with it: the
                     # connection is failing, so they would be skipped anyway.
-                    raise ProtocolError("invalid UTF-8 in text message", Status.BAD_DATA) from None
+                    raise invalid_utf8() from None
             else:
                 append(Binary(payload))
-
-    def _reset_message(self) -> None:
-        self._message_opcode = None
-        self._message_compressed = False
-        self._message_parts = []
-        self._message_size = 0
-        self._decoder = None
-        self._probe = None
-        self._probed = 0
-
-    def _probe_text(self, pending: FrameHeader) -> None:
-        """Check the UTF-8 of a text frame whose payload is still arriving.
-
-        RFC 6455 §8.1 lets an endpoint fail as soon as it sees invalid UTF-8; doing
-        so on partial payloads means a stream of garbage is refused at its first
-        invalid byte instead of after the whole frame.
-        """
-        if pending.opcode == Opcode.TEXT:
-            if pending.rsv & RSV1:
-                return
-        elif pending.opcode != Opcode.CONTINUATION or self._message_opcode != Opcode.TEXT:
-            return
-        if self._message_compressed:
-            return
-        if self._probe is None:
-            self._probe = _Utf8Decoder()
-            if self._decoder is not None and pending.opcode == Opcode.CONTINUATION:
-                self._probe.setstate(self._decoder.getstate())
-            self._probed = 0
-        available = self._reader.pending_payload()
-        try:
-            self._probe.decode(bytes(available[self._probed :]))
-        except UnicodeDecodeError:
-            raise ProtocolError("invalid UTF-8 in text message", Status.BAD_DATA) from None
-        finally:
-            self._probed = len(available)
-            available.release()
 
     def _on_data_frame(self, header: FrameHeader, payload: bytes) -> None:
         if self.failure is not None:
             return
-        self._probe = None
-        opcode = header.opcode
-        fin = header.fin
-        if opcode != Opcode.CONTINUATION:
-            compressed = bool(header.rsv & RSV1)
-            if fin and not compressed:
-                # The common case: a whole message in one uncompressed frame.
-                self._deliver(opcode, payload)
-                return
-            self._message_opcode = opcode
-            self._message_compressed = compressed
-            if opcode == Opcode.TEXT:
-                self._decoder = _Utf8Decoder()
-        if self._message_compressed:
-            compression = self.compression
-            assert compression is not None  # RSV1 is refused unless negotiated
-            limit = self.max_message_size
-            remaining = None if limit is None else limit - self._message_size
-            payload = compression.decompress(payload, remaining, fin)
-        self._message_size += len(payload)
-        decoder = self._decoder
-        if decoder is not None:
-            try:
-                self._message_parts.append(decoder.decode(payload, fin))
-            except UnicodeDecodeError:
-                raise ProtocolError("invalid UTF-8 in text message", Status.BAD_DATA) from None
-        else:
-            self._message_parts.append(payload)
-        if fin:
-            message_opcode = self._message_opcode
-            parts = self._message_parts
-            self._reset_message()
-            if message_opcode == Opcode.TEXT:
-                self._events.append(events.Text("".join(parts)))  # type: ignore[arg-type]
-            else:
-                self._events.append(events.Binary(b"".join(parts)))  # type: ignore[arg-type]
-
-    def _deliver(self, opcode: int, payload: bytes) -> None:
-        if opcode == Opcode.TEXT:
-            try:
-                text = payload.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ProtocolError("invalid UTF-8 in text message", Status.BAD_DATA) from None
-            self._events.append(events.Text(text))
-        else:
-            self._events.append(events.Binary(payload))
+        event = self._message.add_frame(header, payload, self.compression)
+        if event is not None:
+            self._events.append(event)
 
     def _on_control_frame(self, opcode: int, payload: bytes) -> None:
         if opcode == Opcode.CLOSE:
