@@ -29,6 +29,8 @@ from . import events
 from .deadline import Clock, Deadline
 from .errors import ConnectFail, TransportFail
 from .protocol import ClientProtocol, State
+from .timers import Timers
+from .trace import event_record
 from .transport import SocketLike, open_connection
 
 if TYPE_CHECKING:
@@ -347,7 +349,7 @@ class WebsocketSession:
         yield events.Connected(websocket.url, proxy=self._proxy_url)
         self._loop_thread = threading.get_ident()
 
-        timers = _Timers(clock, poll, ping_rate, ping_timeout, close_timeout)
+        timers = Timers(clock, poll, ping_rate, ping_timeout, close_timeout)
         timers.connect_deadline = self._connect_deadline
         trace = websocket.trace
         get_ident = threading.get_ident
@@ -386,7 +388,7 @@ class WebsocketSession:
                     continue
             self._wait(timers.timeout(protocol.state, self._close_sent_at))
 
-    def _fire_timers(self, timers: _Timers) -> events.Event | None:
+    def _fire_timers(self, timers: Timers) -> events.Event | None:
         """Act on every due deadline; return the event to yield, if any."""
         protocol = self.protocol
         now = self._clock()
@@ -484,109 +486,8 @@ class WebsocketSession:
             log.warning("protocol error: %s (critical=%s)", event.error, event.critical)
         elif isinstance(event, events.Rejected):
             log.info("upgrade rejected: %s", event.reason)
-        if self.websocket.trace is None:
-            return
-        if isinstance(event, events.Text):
-            self._websocket_trace("message_text", length=len(event.text))
-        elif isinstance(event, events.Binary):
-            self._websocket_trace("message_binary", length=len(event.data))
-        elif isinstance(event, events.Ping):
-            self._websocket_trace("message_ping", length=len(event.data))
-        elif isinstance(event, events.Pong):
-            self._websocket_trace("message_pong", length=len(event.data))
-        elif isinstance(event, (events.Closing, events.Closed)):
-            self._websocket_trace("message_close", code=event.code, reason=event.reason)
-        elif isinstance(event, events.Ready):
-            self._websocket_trace(
-                "handshake_ready", protocol=event.protocol, extensions=sorted(event.extensions)
-            )
-        elif isinstance(event, events.Rejected):
-            self._websocket_trace(
-                "handshake_rejected", reason=event.reason, status_code=event.response.status_code
-            )
-        elif isinstance(event, events.Disconnected):
-            self._websocket_trace("disconnected", reason=event.reason, graceful=event.graceful)
-
-
-class _Timers:
-    """The deadlines of an open connection: poll, auto ping, ping timeout, close timeout.
-
-    Each is kept as an absolute time on the session clock, and advanced by whole
-    periods so that they never drift.
-    """
-
-    def __init__(
-        self,
-        clock: Clock,
-        poll: float | None,
-        ping_rate: float | None,
-        ping_timeout: float | None,
-        close_timeout: float | None,
-    ) -> None:
-        self._clock = clock
-        self.poll = poll or None
-        self.ping_rate = ping_rate or None
-        self.ping_timeout = ping_timeout or None
-        self.close_timeout = close_timeout
-        self.connect_deadline: Deadline | None = None
-        self._next_poll: float | None = None
-        self._next_ping: float | None = None
-        self._last_pong: float | None = None
-
-    def ready(self) -> None:
-        """Start the timers: called when the connection opens (``Ready``)."""
-        now = self._clock()
-        if self.poll is not None:
-            self._next_poll = now + self.poll
-        if self.ping_rate is not None:
-            self._next_ping = now + self.ping_rate
-        self._last_pong = now
-
-    def pong_received(self) -> None:
-        self._last_pong = self._clock()
-
-    @staticmethod
-    def _advance(when: float, period: float, now: float) -> float:
-        # Skip the periods that were missed (a slow loop body), keeping the phase.
-        missed = int((now - when) // period) + 1
-        return when + missed * period
-
-    def poll_due(self, now: float) -> bool:
-        when = self._next_poll
-        if when is None or now < when:
-            return False
-        assert self.poll is not None
-        self._next_poll = self._advance(when, self.poll, now)
-        return True
-
-    def ping_due(self, now: float) -> bool:
-        when = self._next_ping
-        if when is None or now < when:
-            return False
-        assert self.ping_rate is not None
-        self._next_ping = self._advance(when, self.ping_rate, now)
-        return True
-
-    def unresponsive(self, now: float) -> bool:
-        if self.ping_timeout is None or self._last_pong is None:
-            return False
-        return now >= self._last_pong + self.ping_timeout
-
-    def timeout(self, state: State, close_sent_at: float | None) -> float | None:
-        """Seconds until the nearest deadline, for the selector (``None``: no deadline)."""
-        candidates = []
-        if self._next_poll is not None:
-            candidates.append(self._next_poll)
-        if state is State.OPEN:
-            if self._next_ping is not None:
-                candidates.append(self._next_ping)
-            if self.ping_timeout is not None and self._last_pong is not None:
-                candidates.append(self._last_pong + self.ping_timeout)
-        if close_sent_at is not None and self.close_timeout is not None:
-            candidates.append(close_sent_at + self.close_timeout)
-        if self.connect_deadline is not None and state is State.CONNECTING:
-            if self.connect_deadline.when is not None:
-                candidates.append(self.connect_deadline.when)
-        if not candidates:
-            return None
-        return max(0.0, min(candidates) - self._clock())
+        if self.websocket.trace is not None:
+            record = event_record(event)
+            if record is not None:
+                stage, fields = record
+                self._websocket_trace(stage, **fields)

@@ -33,6 +33,9 @@ CORE_MODULES = [
     "errors",
     "constants",
     "deadline",
+    "messages",
+    "timers",
+    "trace",
 ]
 
 FORBIDDEN = ["socket", "ssl", "select", "selectors", "threading"]
