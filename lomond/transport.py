@@ -1,8 +1,10 @@
 """Opening the connection: DNS, TCP, proxy and TLS, under one deadline.
 
-:func:`open_connection` is the entry point. Every failure is raised as
-:class:`~lomond.errors.ConnectFail` with a sentence that says what failed, for
-``ConnectFail.reason``, and the socket is closed on every failure path.
+:func:`open_connection` is the entry point: it resolves and connects here, has the
+proxy open a tunnel (:mod:`lomond.tunnel`) and runs the TLS handshakes
+(:mod:`lomond.tls`). Every failure is raised as :class:`~lomond.errors.ConnectFail`
+with a sentence that says what failed, for ``ConnectFail.reason``, and the socket is
+closed on every failure path.
 """
 
 from __future__ import annotations
@@ -14,27 +16,24 @@ import ssl
 import threading
 from typing import Any, Callable, List, Protocol, Tuple
 
-import certifi
-
 from .deadline import Deadline
 from .errors import ConnectFail
-from .proxy import Proxy, host_port, negotiate
+from .proxy import Proxy, host_port
+from .timeouts import socket_timeout, timed_out
+from .tls import make_ssl_context, wrap_tls, wrap_tls_in_tls
+from .tunnel import negotiate
 
 log = logging.getLogger("lomond")
 
-_unverified_warning_logged = False
-
 #: ``getaddrinfo`` results: ``(family, type, proto, canonname, sockaddr)``.
 AddressList = List[Tuple[Any, Any, int, str, Any]]
-#: Bytes read from the outer TLS layer at a time (TLS inside TLS).
-_READ_SIZE = 64 * 1024
-#: Plaintext encrypted per ``send`` call (TLS inside TLS): four full TLS records.
-_SEND_SIZE = 64 * 1024
-_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class SocketLike(Protocol):
-    """What the session needs of a connection: a socket, or a :class:`NestedTLSSocket`."""
+    """What the session needs of a connection.
+
+    A socket, or a :class:`~lomond.tls.NestedTLSSocket` (TLS inside TLS).
+    """
 
     def fileno(self) -> int: ...
 
@@ -53,57 +52,7 @@ class SocketLike(Protocol):
     def close(self) -> None: ...
 
 
-# -- TLS settings ------------------------------------------------------------------
-
-
-def make_ssl_context(verify: bool = True, cafile: str | None = None) -> ssl.SSLContext:
-    """Return the TLS context lomond uses when none is given (SPEC §8).
-
-    With ``verify``, certificates and host names are checked against the system's
-    trust store plus certifi's bundle, or against ``cafile`` alone when given.
-    TLS 1.2 is the minimum.
-    """
-    global _unverified_warning_logged
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        if not _unverified_warning_logged:
-            _unverified_warning_logged = True
-            log.warning("TLS certificate verification is disabled (ssl_verify=False)")
-        return context
-    if cafile is not None:
-        context.load_verify_locations(cafile=cafile)
-    else:
-        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
-        context.load_verify_locations(cafile=certifi.where())
-    return context
-
-
-def _describe_tls_error(error: ssl.SSLError) -> str:
-    if isinstance(error, ssl.SSLCertVerificationError):
-        # OpenSSL's own words, e.g. "self-signed certificate in certificate chain",
-        # "certificate has expired", "Hostname mismatch, certificate is not valid
-        # for 'example.com'."
-        detail = error.verify_message or error.reason or str(error)
-        return f"TLS certificate verify failed: {detail}"
-    reason = error.reason or str(error)
-    return f"TLS handshake failed: {reason}"
-
-
 # -- DNS and TCP -------------------------------------------------------------------
-
-
-def _timeout(deadline: Deadline) -> float | None:
-    remaining = deadline.remaining()
-    if remaining is not None and remaining <= 0:
-        raise socket.timeout("deadline passed")
-    return remaining
-
-
-def _timed_out(deadline: Deadline, doing: str) -> ConnectFail:
-    return ConnectFail(f"timed out after {deadline.seconds:g}s {doing}")
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -142,7 +91,7 @@ def resolve(host: str, port: int, deadline: Deadline, family: int = 0) -> Addres
         thread.start()
         thread.join(remaining)
         if not results:
-            raise _timed_out(deadline, f"resolving host '{host}'")
+            raise timed_out(deadline, f"resolving host '{host}'")
     if not results[0]:
         raise ConnectFail(f"could not resolve host '{host}'")
     return results[0]
@@ -161,7 +110,7 @@ def open_tcp(host: str, port: int, deadline: Deadline, peer: str = "") -> socket
     for family, kind, proto, _, address in addresses:
         sock = socket.socket(family, kind, proto)
         try:
-            sock.settimeout(_timeout(deadline))
+            sock.settimeout(socket_timeout(deadline))
             sock.connect(address)
         except OSError as error:
             sock.close()
@@ -173,240 +122,10 @@ def open_tcp(host: str, port: int, deadline: Deadline, peer: str = "") -> socket
         return sock
     where = peer + host_port(host, port)
     if isinstance(last_error, socket.timeout):
-        raise _timed_out(deadline, f"connecting to {where}")
+        raise timed_out(deadline, f"connecting to {where}")
     if isinstance(last_error, ConnectionRefusedError):
         raise ConnectFail(f"connection refused by {where}")
     raise ConnectFail(f"could not connect to {where}: {last_error}")
-
-
-# -- TLS ---------------------------------------------------------------------------
-
-
-def wrap_tls(
-    sock: socket.socket,
-    context: ssl.SSLContext,
-    server_hostname: str,
-    deadline: Deadline,
-) -> ssl.SSLSocket:
-    """Run the TLS handshake on ``sock`` (SNI always sent) before ``deadline``.
-
-    Raises:
-        ConnectFail: The handshake failed (with the verification detail) or timed out.
-    """
-    try:
-        sock.settimeout(_timeout(deadline))
-        return context.wrap_socket(sock, server_hostname=server_hostname)
-    except ssl.SSLError as error:
-        sock.close()
-        raise ConnectFail(_describe_tls_error(error)) from None
-    except socket.timeout:
-        sock.close()
-        raise _timed_out(deadline, f"in the TLS handshake with {server_hostname}") from None
-    except OSError as error:
-        sock.close()
-        raise ConnectFail(f"TLS handshake with {server_hostname} failed: {error}") from None
-
-
-class NestedTLSSocket:
-    """A TLS connection carried inside another one: ``wss://`` through an ``https://`` proxy.
-
-    ``SSLContext.wrap_socket`` cannot do this: given an :class:`ssl.SSLSocket`, it
-    takes over the file descriptor and writes the inner handshake *beside* the outer
-    TLS layer, which the proxy rejects (checked on Python 3.8 to 3.13). So the inner
-    TLS runs in an :class:`ssl.SSLObject` over memory BIOs, and its records travel
-    through the outer socket.
-
-    It offers the socket methods the session uses, with the semantics of an
-    :class:`ssl.SSLSocket`: in non-blocking mode, a ``send`` or ``recv`` that cannot
-    go on raises :class:`ssl.SSLWantReadError` or :class:`ssl.SSLWantWriteError`,
-    and a ``send`` must then be retried with the same data. ``recv`` returns every
-    decrypted byte already received (possibly more than ``bufsize``), so that none
-    waits in a buffer the selector cannot see. One thread may read while another
-    sends: a lock keeps the TLS object and the queued records consistent.
-
-    Args:
-        outer: The TLS connection to the proxy, with the tunnel open.
-        context: The context for the inner connection (to the WebSocket server).
-        server_hostname: The server's name, for SNI and certificate verification.
-    """
-
-    def __init__(self, outer: ssl.SSLSocket, context: ssl.SSLContext, server_hostname: str) -> None:
-        self._outer = outer
-        self._incoming = ssl.MemoryBIO()
-        self._outgoing = ssl.MemoryBIO()
-        self._tls = context.wrap_bio(
-            self._incoming, self._outgoing, server_side=False, server_hostname=server_hostname
-        )
-        # Guards _tls, the BIOs and the two fields below; never held while blocking
-        # on a read from the outer socket.
-        self._lock = threading.Lock()
-        # Records the outer socket has not taken yet, and how much plaintext they carry
-        # (reported as sent once they are out, when ``send`` is retried).
-        self._unsent = b""
-        self._unsent_plaintext = 0
-
-    def __repr__(self) -> str:
-        return f"<NestedTLSSocket through {self._outer!r}>"
-
-    # socket methods passed to the outer connection
-
-    def fileno(self) -> int:
-        return self._outer.fileno()
-
-    def settimeout(self, value: float | None, /) -> None:
-        self._outer.settimeout(value)
-
-    def setblocking(self, flag: bool, /) -> None:
-        self._outer.setblocking(flag)
-
-    def shutdown(self, how: int, /) -> None:
-        self._outer.shutdown(how)
-
-    def close(self) -> None:
-        self._outer.close()
-
-    # TLS information about the inner connection
-
-    def version(self) -> str | None:
-        """The inner connection's TLS version, e.g. ``"TLSv1.3"``."""
-        return self._tls.version()
-
-    def getpeercert(self) -> Any:
-        """The WebSocket server's certificate, as :meth:`ssl.SSLSocket.getpeercert`."""
-        return self._tls.getpeercert()
-
-    def pending(self) -> int:
-        """Decrypted bytes ready to read (``0`` after each :meth:`recv`)."""
-        with self._lock:
-            return self._tls.pending()
-
-    # moving records
-
-    def _flush_locked(self) -> None:
-        """Write queued records to the outer socket (may raise a would-block error)."""
-        self._unsent += self._outgoing.read()
-        while self._unsent:
-            sent = self._outer.send(self._unsent)
-            self._unsent = self._unsent[sent:]
-
-    def _receive(self) -> None:
-        """Read from the outer socket into the inner TLS (may block or raise would-block)."""
-        data = self._outer.recv(_READ_SIZE)
-        with self._lock:
-            if not data:
-                self._incoming.write_eof()
-                return
-            self._incoming.write(data)
-        self._take_outer_buffer()
-
-    def _take_outer_buffer(self) -> None:
-        # Bytes the outer TLS decrypted but nobody read wake no selector: take them.
-        while self._outer.pending():
-            data = self._outer.recv(self._outer.pending())
-            with self._lock:
-                self._incoming.write(data)
-
-    def _read(self, bufsize: int) -> bytes | None:
-        """Decrypted bytes; ``None`` when more input is needed, ``b""`` at the end."""
-        with self._lock:
-            try:
-                return self._tls.read(bufsize)
-            except ssl.SSLWantReadError:
-                return None
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                return b""  # close_notify, or the connection ended (a "ragged EOF")
-
-    def do_handshake(self, deadline: Deadline) -> None:
-        """Run the inner handshake in blocking mode, before ``deadline``.
-
-        Raises:
-            ssl.SSLError: The handshake failed.
-            OSError: The outer connection failed or timed out.
-        """
-        while True:
-            with self._lock:
-                try:
-                    self._tls.do_handshake()
-                    done = True
-                except ssl.SSLWantReadError:
-                    done = False
-                self._outer.settimeout(_timeout(deadline))
-                self._flush_locked()
-            if done:
-                return
-            self._receive()
-
-    # the stream
-
-    def recv(self, bufsize: int, /) -> bytes:
-        data = self._read(bufsize)
-        while data is None:
-            self._receive()
-            data = self._read(bufsize)
-        chunks = [data]
-        while data:
-            self._take_outer_buffer()
-            data = self._read(bufsize)
-            if data:
-                chunks.append(data)
-        with self._lock:
-            if self._outgoing.pending:
-                # Reading made records to send (a TLS 1.3 key update): send them now if
-                # possible; else the next ``send`` does.
-                try:
-                    self._flush_locked()
-                except _WOULD_BLOCK:
-                    pass
-        return b"".join(chunks)
-
-    def send(self, data: bytes | memoryview, /) -> int:
-        with self._lock:
-            if self._unsent or self._unsent_plaintext:
-                self._flush_locked()
-                sent, self._unsent_plaintext = self._unsent_plaintext, 0
-                if sent:
-                    return sent
-            chunk = memoryview(data)[:_SEND_SIZE]
-            if not chunk:
-                return 0
-            written: int = self._tls.write(chunk)
-            try:
-                self._flush_locked()
-            except _WOULD_BLOCK:
-                self._unsent_plaintext = written
-                raise
-            return written
-
-    def sendall(self, data: bytes | memoryview, /) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[self.send(view) :]
-
-
-def wrap_tls_in_tls(
-    outer: ssl.SSLSocket,
-    context: ssl.SSLContext,
-    server_hostname: str,
-    deadline: Deadline,
-) -> NestedTLSSocket:
-    """Run a TLS handshake with ``server_hostname`` inside the TLS connection ``outer``.
-
-    Raises:
-        ConnectFail: As :func:`wrap_tls`. ``outer`` is closed.
-    """
-    nested = NestedTLSSocket(outer, context, server_hostname)
-    try:
-        nested.do_handshake(deadline)
-    except ssl.SSLError as error:
-        outer.close()
-        raise ConnectFail(_describe_tls_error(error)) from None
-    except socket.timeout:
-        outer.close()
-        raise _timed_out(deadline, f"in the TLS handshake with {server_hostname}") from None
-    except OSError as error:
-        outer.close()
-        raise ConnectFail(f"TLS handshake with {server_hostname} failed: {error}") from None
-    return nested
 
 
 # -- the whole way -----------------------------------------------------------------

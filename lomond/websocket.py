@@ -20,7 +20,7 @@ from .protocol import ClientProtocol, State
 from .proxy import Proxy, parse_proxy_url, select_proxy
 from .session import WebsocketSession
 from .status import Status, is_valid_close_code
-from .transport import make_ssl_context
+from .tls import make_ssl_context
 
 log = logging.getLogger("lomond")
 

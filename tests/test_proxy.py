@@ -1,5 +1,6 @@
-"""The pure parts of :mod:`lomond.proxy`: URLs, choosing a proxy, ``no_proxy``, and the
-bytes of each handshake (HTTP CONNECT, SOCKS5 with RFC 1929, SOCKS4/4a).
+"""The pure parts of :mod:`lomond.proxy` and :mod:`lomond.socks`: URLs, choosing a
+proxy, ``no_proxy``, and the bytes of each handshake (HTTP CONNECT, SOCKS5 with RFC
+1929, SOCKS4/4a).
 
 No sockets here: tests/test_networks.py runs the handshakes against real proxies.
 """
@@ -13,8 +14,6 @@ import pytest
 from lomond.errors import ConnectFail
 from lomond.proxy import (
     MAX_REPLY_SIZE,
-    SOCKS4_ERRORS,
-    SOCKS5_ERRORS,
     Proxy,
     build_connect_request,
     bypasses_proxy,
@@ -22,6 +21,10 @@ from lomond.proxy import (
     find_reply_end,
     parse_proxy_url,
     select_proxy,
+)
+from lomond.socks import (
+    SOCKS4_ERRORS,
+    SOCKS5_ERRORS,
     socks4_check_reply,
     socks4_connect_request,
     socks5_auth_request,
