@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
 import ssl
 from typing import Any, Callable, Dict, Generator, Sequence
-from urllib.parse import quote, unquote, urlsplit
 
 from . import events
 from .compression import Deflate
@@ -21,16 +19,13 @@ from .proxy import Proxy, parse_proxy_url, select_proxy
 from .session import WebsocketSession
 from .status import Status, is_valid_close_code
 from .tls import make_ssl_context
+from .url import parse_url
 
 log = logging.getLogger("lomond")
 
 #: Receives one dict per step of a connection (SPEC §11).
 TraceCallable = Callable[[Dict[str, Any]], None]
 
-_DEFAULT_PORTS = {"ws": 80, "wss": 443}
-# RFC 3986 §3.3: characters allowed in a path (besides unreserved ones) stay as they are.
-_PATH_SAFE = "/:@!$&'()*+,;=%~"
-_QUERY_SAFE = _PATH_SAFE + "?"
 _UNSET: Any = object()
 
 
@@ -81,37 +76,18 @@ class WebSocket:
         connect_timeout: float | None = 30.0,
         max_message_size: int | None = 16 * 1024 * 1024,
     ) -> None:
-        if not isinstance(url, str):
-            raise TypeError(f"url must be a str, not {type(url).__name__}")
-        parts = urlsplit(url.strip())
-        scheme = parts.scheme.lower()
-        if scheme not in _DEFAULT_PORTS:
-            raise ValueError(f"url must start with ws:// or wss://, not {url!r}")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ValueError(f"url {url!r} has an invalid port") from None
-        if not parts.hostname:
-            raise ValueError(f"url {url!r} has no host")
+        target = parse_url(url)
         if not isinstance(compress, (bool, Deflate)):
             raise TypeError("compress must be True, False or a lomond.compression.Deflate")
         _check_positive("connect_timeout", connect_timeout, float)
         _check_positive("max_message_size", max_message_size, int)
 
-        self.scheme = scheme
-        self.host: str = _ascii_host(parts.hostname)
-        self.port: int = port or _DEFAULT_PORTS[scheme]
-        path = quote(parts.path or "/", safe=_PATH_SAFE)
-        query = quote(parts.query, safe=_QUERY_SAFE)
-        self.resource = f"{path}?{query}" if parts.query else path
-        self._authorization: str | None = None
-        if parts.username is not None:
-            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            encoded = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
-            self._authorization = f"Basic {encoded}"
-        netloc = parts.netloc.rpartition("@")[2]
-        self.url = parts._replace(scheme=scheme, netloc=netloc, fragment="").geturl()
-
+        self.scheme = target.scheme
+        self.host = target.host
+        self.port = target.port
+        self.resource = target.resource
+        self.url = target.url
+        self._target = target
         self.proxies = _check_proxies(proxies)
         self.protocols: list[str] = list(protocols or [])
         self.agent = agent or USER_AGENT
@@ -149,10 +125,7 @@ class WebSocket:
     @property
     def host_header(self) -> str:
         """The ``Host`` header value: port only when not the default, IPv6 bracketed."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        if self.port == _DEFAULT_PORTS[self.scheme]:
-            return host
-        return f"{host}:{self.port}"
+        return self._target.host_header
 
     def _offered_protocols(self) -> list[str]:
         offered = list(self.protocols)
@@ -177,7 +150,7 @@ class WebSocket:
             key=self._key,
             agent=self.agent,
             origin=self.origin,
-            authorization=self._authorization,
+            authorization=self._target.authorization,
             protocols=self.protocols,
             extensions=deflate.offer() if deflate is not None else None,
             headers=self._headers,
@@ -447,16 +420,6 @@ class WebSocket:
             return
         if sent:
             self.emit_trace("close_requested", code=code, reason=reason_bytes.decode("utf-8"))
-
-
-def _ascii_host(host: str) -> str:
-    """The host in ASCII: an internationalised name becomes IDNA (``xn--``) labels."""
-    if host.isascii():
-        return host
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise ValueError(f"url host {host!r} is not a valid host name") from None
 
 
 def _check_proxies(proxies: dict[str, str] | None) -> dict[str, str] | None:

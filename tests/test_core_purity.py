@@ -36,6 +36,7 @@ CORE_MODULES = [
     "messages",
     "timers",
     "trace",
+    "url",
 ]
 
 FORBIDDEN = ["socket", "ssl", "select", "selectors", "threading"]

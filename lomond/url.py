@@ -1,0 +1,89 @@
+"""WebSocket URLs (RFC 6455 §3): what to connect to and what to ask for."""
+
+from __future__ import annotations
+
+import base64
+from typing import NamedTuple
+from urllib.parse import quote, unquote, urlsplit
+
+DEFAULT_PORTS = {"ws": 80, "wss": 443}
+# RFC 3986 §3.3: characters allowed in a path (besides unreserved ones) stay as they are.
+_PATH_SAFE = "/:@!$&'()*+,;=%~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+
+class Target(NamedTuple):
+    """A parsed ``ws://`` or ``wss://`` URL."""
+
+    #: ``"ws"`` or ``"wss"``.
+    scheme: str
+    #: The host in ASCII (IDNA for internationalised names), IPv6 without brackets.
+    host: str
+    #: The port, defaulting to 80 or 443.
+    port: int
+    #: The percent-encoded path and query, for the request line.
+    resource: str
+    #: ``Basic ...`` from ``user:password@`` in the URL, or ``None``.
+    authorization: str | None
+    #: The URL without credentials or fragment: the one shown in events and logs.
+    url: str
+
+    @property
+    def host_header(self) -> str:
+        """The ``Host`` header value: port only when not the default, IPv6 bracketed."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port == DEFAULT_PORTS[self.scheme]:
+            return host
+        return f"{host}:{self.port}"
+
+
+def parse_url(url: str) -> Target:
+    """Parse a WebSocket URL.
+
+    The scheme is case-insensitive; the fragment is dropped; non-ASCII in the path
+    and query is percent-encoded; credentials become an ``Authorization`` value and
+    are removed from :attr:`Target.url`.
+
+    Raises:
+        TypeError: ``url`` is not a ``str``.
+        ValueError: The scheme is not ``ws``/``wss``, the port is invalid, or there
+            is no (valid) host.
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str, not {type(url).__name__}")
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise ValueError(f"url must start with ws:// or wss://, not {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"url {url!r} has an invalid port") from None
+    if not parts.hostname:
+        raise ValueError(f"url {url!r} has no host")
+    path = quote(parts.path or "/", safe=_PATH_SAFE)
+    query = quote(parts.query, safe=_QUERY_SAFE)
+    authorization = None
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        encoded = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+        authorization = f"Basic {encoded}"
+    netloc = parts.netloc.rpartition("@")[2]
+    return Target(
+        scheme=scheme,
+        host=_ascii_host(parts.hostname),
+        port=port or DEFAULT_PORTS[scheme],
+        resource=f"{path}?{query}" if parts.query else path,
+        authorization=authorization,
+        url=parts._replace(scheme=scheme, netloc=netloc, fragment="").geturl(),
+    )
+
+
+def _ascii_host(host: str) -> str:
+    """The host in ASCII: an internationalised name becomes IDNA (``xn--``) labels."""
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"url host {host!r} is not a valid host name") from None
