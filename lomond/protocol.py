@@ -17,7 +17,6 @@ States::
 
 from __future__ import annotations
 
-import os
 from enum import Enum
 from typing import Callable
 
@@ -42,7 +41,7 @@ from .frames import (
     parse_close_payload,
 )
 from .handshake import Extension, check_response
-from .mask import KeySource
+from .mask import BufferedRandom, KeySource
 from .messages import MessageAssembler, invalid_utf8
 from .response import Response
 from .status import Status
@@ -99,7 +98,8 @@ class ClientProtocol:
         max_message_size: The largest message accepted (after decompression), or
             ``None`` for no limit.
         auto_pong: Answer pings with pongs.
-        random_bytes: Source of masking keys.
+        random_bytes: Source of masking keys; by default :func:`os.urandom`, read in
+            batches (:class:`lomond.mask.BufferedRandom`).
     """
 
     def __init__(
@@ -111,14 +111,14 @@ class ClientProtocol:
         deflate: Deflate | None = None,
         max_message_size: int | None = None,
         auto_pong: bool = True,
-        random_bytes: KeySource = os.urandom,
+        random_bytes: KeySource | None = None,
     ) -> None:
         self.key = key
         self.protocols = list(protocols)
         self.deflate = deflate
         self.max_message_size = max_message_size
         self.auto_pong = auto_pong
-        self._random_bytes = random_bytes
+        self._random_bytes = BufferedRandom() if random_bytes is None else random_bytes
 
         self.state = State.CONNECTING
         #: The negotiated permessage-deflate codec, once the server accepted it.

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lomond.mask import make_masking_key, mask
+from lomond.mask import BufferedRandom, make_masking_key, mask
 
 
 def reference_mask(key: bytes, data: bytes) -> bytes:
@@ -71,3 +71,28 @@ class TestMaskingKey:
         assert all(type(key) is bytes and len(key) == 4 for key in keys)
         # Eight equal 32-bit random keys would mean the source is not random.
         assert len(keys) > 1
+
+
+class TestBufferedRandom:
+    def test_hands_out_the_source_bytes_in_order_with_one_call_per_batch(self) -> None:
+        calls: list[int] = []
+        counter = iter(range(1_000_000))
+
+        def source(size: int) -> bytes:
+            calls.append(size)
+            return bytes(next(counter) % 256 for _ in range(size))
+
+        random_bytes = BufferedRandom(source, batch=16)
+        keys = [random_bytes(4) for _ in range(8)]
+        assert b"".join(keys) == bytes(range(32))
+        assert calls == [16, 16]
+
+    def test_request_larger_than_a_batch(self) -> None:
+        random_bytes = BufferedRandom(lambda size: b"\x07" * size, batch=4)
+        assert random_bytes(10) == b"\x07" * 10
+        assert len(random_bytes(4)) == 4
+
+    def test_default_source_gives_fresh_keys(self) -> None:
+        random_bytes = BufferedRandom()
+        keys = {random_bytes(4) for _ in range(2000)}
+        assert len(keys) > 1990  # 2,000 draws from 2**32: collisions are rare
