@@ -9,8 +9,10 @@ Threads: every protocol call and every socket write happens under one lock, so
 non-blocking once open; bytes the kernel cannot take yet wait in an output queue
 that the loop drains when the socket is writable. A thread other than the loop's
 that queues more than :data:`HIGH_WATER` bytes waits (draining the queue itself)
-until it shrinks, so a fast sender cannot fill memory; the loop's own thread never
-waits, so a server that stops reading cannot stall the timers.
+until it shrinks, so a fast sender cannot fill memory. The loop's own thread never
+waits, so a server that stops reading cannot stall the timers, and a server that
+echoes cannot deadlock it (the loop keeps reading while its output waits); sends
+from the loop body are therefore only bounded by the memory they occupy.
 """
 
 from __future__ import annotations
@@ -108,8 +110,12 @@ class WebsocketSession:
 
     # -- calls from any thread ----------------------------------------------------
 
-    def call(self, action: Callable[[ClientProtocol], T]) -> T:
+    def call(self, action: Callable[[ClientProtocol], T], wait_for_room: bool = True) -> T:
         """Run ``action`` on the protocol under the lock, then send what it produced.
+
+        With ``wait_for_room``, a thread other than the loop's that finds the output
+        queue over the high-water mark waits for it to shrink (see the module
+        docstring). Closing does not wait: the close frame joins the queue.
 
         Raises:
             TransportFail: The socket failed while sending.
@@ -121,7 +127,7 @@ class WebsocketSession:
             queued = self._queued_total
         if threading.get_ident() != self._loop_thread:
             self._wake()
-            if self._pending_size > HIGH_WATER:
+            if wait_for_room and self._pending_size > HIGH_WATER:
                 self._wait_for_drain(queued)
         return result
 

@@ -414,7 +414,7 @@ class WebSocket:
             return
         reason_bytes = truncate_utf8(reason_bytes, 123)
         try:
-            sent = session.call(lambda p: p.close(code, reason_bytes))
+            sent = session.call(lambda p: p.close(code, reason_bytes), wait_for_room=False)
         except TransportFail:
             # The socket is broken: the loop is ending with Disconnected anyway.
             return
