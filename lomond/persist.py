@@ -7,7 +7,6 @@ event flow, the back-off table and the reasons behind the design are in
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
 import random
@@ -50,6 +49,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
+        import email.utils  # only needed for HTTP dates; ~10 ms to import
+
         parsed = email.utils.parsedate_tz(value)
         if parsed is None:
             return None

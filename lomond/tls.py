@@ -14,8 +14,6 @@ import ssl
 import threading
 from typing import Any
 
-import certifi
-
 from .deadline import Deadline
 from .errors import ConnectFail
 from .timeouts import socket_timeout, timed_out
@@ -55,6 +53,10 @@ def make_ssl_context(verify: bool = True, cafile: str | None = None) -> ssl.SSLC
         context.load_verify_locations(cafile=cafile)
     else:
         context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+        # certifi is imported here, not at the top: it costs ~10 ms of import time
+        # (importlib.resources) that plain ws:// users should not pay.
+        import certifi
+
         context.load_verify_locations(cafile=certifi.where())
     return context
 
