@@ -86,8 +86,11 @@ class MessageAssembler:
         fin = header.fin
         if opcode != Opcode.CONTINUATION:
             compressed = bool(header.rsv & RSV1)
-            if fin and not compressed:
-                # A whole message in one uncompressed frame.
+            if fin:
+                # A whole message in one frame: no assembly needed.
+                if compressed:
+                    assert compression is not None  # RSV1 is refused unless negotiated
+                    payload = compression.decompress(payload, self.max_message_size, True)
                 if opcode == Opcode.TEXT:
                     return events.Text(decode_text(payload))
                 return events.Binary(payload)
