@@ -1,9 +1,12 @@
 """Packaging for lomond."""
 
+import os
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, ExecError, PlatformError
 
 HERE = Path(__file__).parent
 VERSION = re.search(
@@ -26,6 +29,33 @@ DEV_REQUIRES = TEST_REQUIRES + [
     "tox",
 ]
 
+# The optional C accelerator for masking (lomond.mask falls back to pure Python).
+# LOMOND_NO_EXTENSIONS=1 skips it, as it switches it off at run time.
+if os.environ.get("LOMOND_NO_EXTENSIONS") == "1":
+    EXTENSIONS = []
+else:
+    EXTENSIONS = [Extension("lomond._speedups", ["lomond/_speedups.c"], optional=True)]
+
+
+class OptionalBuildExt(build_ext):
+    """``build_ext`` that warns instead of failing: lomond installs without a compiler."""
+
+    def run(self):
+        try:
+            super().run()
+        except (CCompilerError, ExecError, PlatformError, OSError) as error:
+            self._skip("the extensions", error)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except (CCompilerError, ExecError, PlatformError, OSError) as error:
+            self._skip(ext.name, error)
+
+    def _skip(self, what, error):
+        self.warn(f"could not build {what} ({error}); lomond will use pure Python")
+
+
 setup(
     name="lomond",
     version=VERSION,
@@ -34,7 +64,9 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     packages=find_packages(include=["lomond", "lomond.*"]),
-    package_data={"lomond": ["py.typed"]},
+    package_data={"lomond": ["py.typed", "_speedups.pyi"]},
+    ext_modules=EXTENSIONS,
+    cmdclass={"build_ext": OptionalBuildExt},
     python_requires=">=3.8",
     install_requires=["certifi"],
     extras_require={"test": TEST_REQUIRES, "dev": DEV_REQUIRES},

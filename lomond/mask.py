@@ -1,12 +1,25 @@
-"""Masking of client-to-server payloads (RFC 6455 §5.3)."""
+"""Masking of client-to-server payloads (RFC 6455 §5.3).
+
+The XOR has two implementations. :func:`mask_python` is always there. The C one,
+``lomond._speedups.mask``, is built by ``setup.py`` when a compiler is available and
+is about seventy times faster on a 1 MiB payload. :func:`mask` is the C one unless
+it is missing or the environment variable ``LOMOND_NO_EXTENSIONS`` was ``1`` when
+this module was first imported; :data:`ACCELERATED` says which.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Callable, Union
+
+#: What :func:`mask` takes: any bytes-like object (other buffers work too).
+BytesLike = Union[bytes, bytearray, memoryview]
 
 #: A callable returning ``n`` random bytes; masking keys come from one of these.
 KeySource = Callable[[int], bytes]
+
+#: The signature both implementations of the XOR share.
+MaskFunction = Callable[[BytesLike, BytesLike], bytes]
 
 
 class BufferedRandom:
@@ -41,16 +54,96 @@ def make_masking_key(random_bytes: KeySource = os.urandom) -> bytes:
     return random_bytes(4)
 
 
-def mask(key: bytes, data: bytes | bytearray | memoryview) -> bytes:
+#: Pure Python XORs payloads from this size on in pieces of ``_PIECE`` bytes. One
+#: big-integer XOR of a whole 1 MiB payload runs at 250-320 MB/s (CPython 3.11):
+#: the integers outgrow the CPU caches. In 8 KiB pieces it runs at 550-650 MB/s,
+#: faster too than four ``bytes.translate`` calls on every fourth byte (400-580
+#: MB/s). Below 16 KiB one integer is as fast and has less overhead.
+_PIECE = 8192
+_PIECES_FROM = 2 * _PIECE
+
+
+def mask_python(key: BytesLike, data: BytesLike, /) -> bytes:
     """XOR ``data`` with the repeating 4-byte ``key`` (masking and unmasking alike).
 
-    The whole payload is XORed as one big integer: CPython does that in C, which is
-    an order of magnitude faster than a Python loop over bytes.
+    The pure-Python implementation: the payload is XORed as big integers, which
+    CPython does in C, an order of magnitude faster than a Python loop over bytes.
+
+    Args:
+        key: The 4-byte masking key, any bytes-like object.
+        data: The payload, any bytes-like object.
+
+    Returns:
+        The masked (or unmasked) payload as ``bytes``.
+
+    Raises:
+        TypeError: ``key`` or ``data`` is not bytes-like.
+        ValueError: ``key`` is not 4 bytes long.
     """
+    # Exact type checks first: bytes keys and bytes or bytearray payloads (what
+    # lomond passes) take no detour, which matters for small frames.
+    if type(key) is not bytes or len(key) != 4:
+        key = _checked_key(key)
+    if type(data) is not bytes and type(data) is not bytearray:
+        data = _byte_view(data)
     length = len(data)
-    if not length:
-        return b""
-    repeats, remainder = divmod(length, 4)
-    key_stream = key * repeats + key[:remainder]
-    value = int.from_bytes(data, "little") ^ int.from_bytes(key_stream, "little")
-    return value.to_bytes(length, "little")
+    if length < _PIECES_FROM:
+        if not length:
+            return b""
+        key_stream = key * (length >> 2) + key[: length & 3]
+        value = int.from_bytes(data, "little") ^ int.from_bytes(key_stream, "little")
+        return value.to_bytes(length, "little")
+    view = memoryview(data)
+    # _PIECE is a multiple of 4, so every piece starts at key[0].
+    piece_key = int.from_bytes(key * (_PIECE // 4), "little")
+    from_bytes = int.from_bytes
+    whole = length - length % _PIECE
+    pieces = [
+        (from_bytes(view[start : start + _PIECE], "little") ^ piece_key).to_bytes(_PIECE, "little")
+        for start in range(0, whole, _PIECE)
+    ]
+    if whole < length:
+        tail = length - whole
+        key_stream = key * (tail >> 2) + key[: tail & 3]
+        value = from_bytes(view[whole:], "little") ^ from_bytes(key_stream, "little")
+        pieces.append(value.to_bytes(tail, "little"))
+    return b"".join(pieces)
+
+
+def _checked_key(key: BytesLike) -> bytes:
+    """Return ``key`` as ``bytes``; raise TypeError or ValueError as the C version does."""
+    key_bytes = memoryview(key).tobytes()  # TypeError if it is not bytes-like
+    if len(key_bytes) != 4:
+        raise ValueError(f"masking key must be 4 bytes, not {len(key_bytes)}")
+    return key_bytes
+
+
+def _byte_view(data: BytesLike) -> memoryview | bytes:
+    """Return the bytes of any buffer, counted in bytes whatever its item format.
+
+    Raises TypeError if ``data`` is not bytes-like. Strided views are copied.
+    """
+    view = memoryview(data)
+    return view.cast("B") if view.c_contiguous else view.tobytes()
+
+
+def _load_accelerated_mask() -> MaskFunction | None:
+    """Return the C ``mask``, or ``None`` if it is not built or switched off."""
+    if os.environ.get("LOMOND_NO_EXTENSIONS") == "1":
+        return None
+    try:
+        from ._speedups import mask as accelerated_mask
+    except ImportError:
+        return None
+    return accelerated_mask
+
+
+_accelerated_mask = _load_accelerated_mask()
+
+#: Whether :func:`mask` is the C implementation from ``lomond._speedups``.
+ACCELERATED: bool = _accelerated_mask is not None
+
+#: ``mask(key, data, /) -> bytes``: XOR ``data`` with the repeating 4-byte ``key``.
+#: The C implementation when :data:`ACCELERATED`, else :func:`mask_python`; both
+#: return the same bytes and raise the same errors.
+mask: MaskFunction = mask_python if _accelerated_mask is None else _accelerated_mask

@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import os
+import random
+import subprocess
+import sys
+import threading
+from array import array
 from itertools import cycle
+from pathlib import Path
+from typing import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lomond.mask import BufferedRandom, make_masking_key, mask
+from lomond import mask as mask_module
+from lomond.mask import ACCELERATED, BufferedRandom, make_masking_key, mask, mask_python
+
+try:
+    from lomond import _speedups
+except ImportError:  # not built: no compiler, or installed with LOMOND_NO_EXTENSIONS=1
+    _speedups = None  # type: ignore[assignment]
+
+MaskFunction = Callable[..., bytes]
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+IMPLEMENTATIONS = [
+    pytest.param(mask_python, id="python"),
+    pytest.param(
+        getattr(_speedups, "mask", None),
+        id="c",
+        marks=pytest.mark.skipif(_speedups is None, reason="lomond._speedups is not built"),
+    ),
+]
 
 
 def reference_mask(key: bytes, data: bytes) -> bytes:
@@ -53,6 +79,163 @@ class TestRFC6455_5_3_Masking:
         masked = mask(key, data)
         assert masked == reference_mask(key, data)
         assert mask(key, masked) == data
+
+
+class TestBothImplementationsMaskTheSame:
+    """``mask_python`` and the C ``_speedups.mask`` against the RFC's definition."""
+
+    # Every size class: empty, the 8-byte words of the C loop and their tail, the
+    # pieces of the pure-Python path and their tail, and random sizes up to 70,000.
+    PIECE = mask_module._PIECE
+    SIZES = sorted(
+        {0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 39, 40, 41, 125, 126, 127}
+        | {PIECE - 1, PIECE, PIECE + 1, 2 * PIECE - 1, 2 * PIECE, 2 * PIECE + 1}
+        | {2 * PIECE + 3, 5 * PIECE + 7, 65535, 65536, 65537, 70000}
+        | set(random.Random(6455).sample(range(70001), 24))
+    )
+
+    @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+    @pytest.mark.parametrize("size", SIZES)
+    def test_random_sizes(self, implementation: MaskFunction, size: int) -> None:
+        generator = random.Random(size)
+        key = generator.randbytes(4) if sys.version_info >= (3, 9) else os.urandom(4)
+        data = os.urandom(size)
+        assert implementation(key, data) == reference_mask(key, data)
+
+    @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+    @pytest.mark.parametrize("offset", [1, 2, 3, 5, 7])
+    @pytest.mark.parametrize("size", [0, 1, 3, 7, 8, 13, 1000, 16389, 70000])
+    def test_odd_alignments(self, implementation: MaskFunction, offset: int, size: int) -> None:
+        # A memoryview slice starts at any address: the C loop must not assume
+        # 8-byte alignment, and the key still starts at the slice's first byte.
+        key = b"\x9d\x01\xfe\x42"
+        backing = bytearray(os.urandom(size + 16))
+        view = memoryview(backing)[offset : offset + size]
+        assert implementation(key, view) == reference_mask(key, bytes(view))
+
+    @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+    @pytest.mark.parametrize("size", [5, 70000])
+    def test_bytes_like_inputs(self, implementation: MaskFunction, size: int) -> None:
+        key = b"\x37\xfa\x21\x3d"
+        payload = os.urandom(size)
+        expected = reference_mask(key, payload)
+        for data in (payload, bytearray(payload), memoryview(payload)):
+            result = implementation(key, data)
+            assert type(result) is bytes
+            assert result == expected
+        strided_key = memoryview(bytes(byte for octet in key for byte in (octet, 0)))[::2]
+        for masking_key in (bytearray(key), memoryview(key), strided_key):
+            assert implementation(masking_key, payload) == expected
+
+    @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+    def test_other_buffers_are_masked_byte_by_byte(self, implementation: MaskFunction) -> None:
+        key = b"\x01\x02\x03\x04"
+        words = array("I", range(5000))  # 4-byte items: 20,000 bytes, len() 5,000
+        assert implementation(key, words) == reference_mask(key, words.tobytes())
+        strided = memoryview(bytes(range(256)) * 100)[1::3]  # not contiguous
+        assert implementation(key, strided) == reference_mask(key, strided.tobytes())
+
+    @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+    def test_input_is_left_alone(self, implementation: MaskFunction) -> None:
+        data = bytearray(b"\x00" * 40000)
+        implementation(b"\xff\xff\xff\xff", data)
+        assert data == bytearray(40000)
+
+    @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+    @pytest.mark.parametrize("key", [b"", b"\x01\x02\x03", b"\x01\x02\x03\x04\x05"])
+    @pytest.mark.parametrize("data", [b"", b"payload"])
+    def test_key_must_be_four_bytes(
+        self, implementation: MaskFunction, key: bytes, data: bytes
+    ) -> None:
+        with pytest.raises(ValueError, match="masking key must be 4 bytes"):
+            implementation(key, data)
+
+    @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+    @pytest.mark.parametrize("key", ["abcd", None, 1234, [1, 2, 3, 4]])
+    def test_key_must_be_bytes_like(self, implementation: MaskFunction, key: object) -> None:
+        with pytest.raises(TypeError):
+            implementation(key, b"payload")
+
+    @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+    @pytest.mark.parametrize("data", ["text", "", None, 5, [1, 2, 3]])
+    def test_data_must_be_bytes_like(self, implementation: MaskFunction, data: object) -> None:
+        with pytest.raises(TypeError):
+            implementation(b"\x01\x02\x03\x04", data)
+
+    @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+    def test_arguments_are_positional(self, implementation: MaskFunction) -> None:
+        with pytest.raises(TypeError):
+            implementation(b"\x01\x02\x03\x04")
+        with pytest.raises(TypeError):
+            implementation(b"\x01\x02\x03\x04", b"a", b"b")
+        with pytest.raises(TypeError):
+            implementation(key=b"\x01\x02\x03\x04", data=b"a")
+
+    @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+    def test_threads_mask_large_payloads_at_once(self, implementation: MaskFunction) -> None:
+        # The C version releases the GIL for large payloads; results must not mix.
+        payloads = [os.urandom(100_000 + index) for index in range(4)]
+        keys = [bytes((index, 1, 2, 3)) for index in range(4)]
+        results: list[bytes] = [b""] * 4
+
+        def work(index: int) -> None:
+            for _ in range(5):
+                results[index] = implementation(keys[index], payloads[index])
+
+        threads = [threading.Thread(target=work, args=(index,)) for index in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert results == [reference_mask(k, p) for k, p in zip(keys, payloads)]
+
+    @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+    @settings(max_examples=50)
+    @given(
+        key=st.binary(min_size=4, max_size=4),
+        data=st.binary(max_size=20000),
+        offset=st.integers(0, 7),
+    )
+    def test_matches_the_rfc_definition(
+        self, implementation: MaskFunction, key: bytes, data: bytes, offset: int
+    ) -> None:
+        view = memoryview(data)[offset:]
+        masked = implementation(key, view)
+        assert masked == reference_mask(key, view.tobytes())
+        assert implementation(key, masked) == view.tobytes()
+
+
+class TestWhichImplementationIsUsed:
+    def test_mask_is_the_c_one_when_built_and_not_switched_off(self) -> None:
+        switched_off = os.environ.get("LOMOND_NO_EXTENSIONS") == "1"
+        assert ACCELERATED is (_speedups is not None and not switched_off)
+        assert mask is (_speedups.mask if ACCELERATED else mask_python)
+
+    @staticmethod
+    def _accelerated_in_a_new_process(no_extensions: str | None) -> str:
+        environment = dict(os.environ)
+        environment.pop("LOMOND_NO_EXTENSIONS", None)
+        if no_extensions is not None:
+            environment["LOMOND_NO_EXTENSIONS"] = no_extensions
+        code = "import lomond.mask as m; print(m.ACCELERATED, m.mask is m.mask_python)"
+        finished = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPOSITORY,
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return finished.stdout.strip()
+
+    def test_no_extensions_forces_pure_python(self) -> None:
+        assert self._accelerated_in_a_new_process("1") == "False True"
+
+    @pytest.mark.skipif(_speedups is None, reason="lomond._speedups is not built")
+    def test_c_mask_is_used_by_default(self) -> None:
+        assert self._accelerated_in_a_new_process(None) == "True False"
+        # Only "1" switches it off.
+        assert self._accelerated_in_a_new_process("0") == "True False"
 
 
 class TestMaskingKey:

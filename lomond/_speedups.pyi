@@ -1,0 +1,3 @@
+"""Type stub for the optional C accelerator (``lomond/_speedups.c``)."""
+
+def mask(key: bytes | bytearray | memoryview, data: bytes | bytearray | memoryview, /) -> bytes: ...
