@@ -88,6 +88,7 @@ class WebsocketSession:
         self._wake_reader: socket.socket | None = None
         self._wake_writer: socket.socket | None = None
         self._loop_thread: int | None = None
+        self._read_view = memoryview(bytearray(READ_SIZE))
         self._start_time = clock()
         self._close_sent_at: float | None = None
         self._connect_deadline: Deadline | None = None
@@ -466,25 +467,35 @@ class WebsocketSession:
             pass
 
     def _read(self, sock: SocketLike) -> None:
-        try:
-            data = sock.recv(READ_SIZE)
-            if isinstance(sock, ssl.SSLSocket):
-                # Decrypted bytes buffered inside the TLS layer never wake the selector.
-                while data and sock.pending():
-                    data += sock.recv(READ_SIZE)
-        except _WOULD_BLOCK:
-            return
-        except OSError as error:
+        # Plain and TLS sockets read into one buffer kept for the whole session: a
+        # fresh 256 KiB bytes object per read would cost an allocation (and page
+        # faults) on every small message. The protocol copies what it keeps.
+        into = isinstance(sock, socket.socket)
+        view = self._read_view
+        while True:
+            try:
+                if into:
+                    size = sock.recv_into(view)  # type: ignore[attr-defined]
+                    data: bytes | memoryview = view[:size]
+                else:
+                    data = sock.recv(READ_SIZE)
+                    size = len(data)
+            except _WOULD_BLOCK:
+                return
+            except OSError as error:
+                with self._lock:
+                    self.protocol.abort(f"socket error; {error}")
+                return
+            self._websocket_trace("socket_recv", length=size)
             with self._lock:
-                self.protocol.abort(f"socket error; {error}")
-            return
-        self._websocket_trace("socket_recv", length=len(data))
-        with self._lock:
-            if data:
-                self.protocol.receive_data(data)
-            else:
-                self.protocol.receive_eof()
-            self._flush_locked()
+                if size:
+                    self.protocol.receive_data(data)  # type: ignore[arg-type]
+                else:
+                    self.protocol.receive_eof()
+                self._flush_locked()
+            # Decrypted bytes buffered inside the TLS layer never wake the selector.
+            if not size or not isinstance(sock, ssl.SSLSocket) or not sock.pending():
+                return
 
     def _note_event(self, event: events.Event) -> None:
         """Log and trace an event before it is yielded."""
