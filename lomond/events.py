@@ -31,7 +31,13 @@ def _summarize_bytes(data: bytes) -> str:
 
 
 class Event:
-    """Base class of all events."""
+    """Base class of all events.
+
+    Attributes:
+        name (str): The event's name, a class attribute of each subclass (``"text"``,
+            ``"ready"``, ...): compare it to dispatch on the kind of event.
+        received_time (float): When the event was created, as :func:`time.time`.
+    """
 
     __slots__ = ("received_time",)
     name: ClassVar[str]
@@ -51,7 +57,11 @@ class Poll(Event):
 
 
 class Connecting(Event):
-    """The first event: lomond is about to open the connection to ``url``."""
+    """The first event: lomond is about to open the connection to ``url``.
+
+    Attributes:
+        url (str): The WebSocket URL, without credentials.
+    """
 
     __slots__ = ("url",)
     name = "connecting"
@@ -65,7 +75,12 @@ class Connecting(Event):
 
 
 class ConnectFail(Event):
-    """The connection could not be opened; ``reason`` says why. The last event."""
+    """The connection could not be opened; ``reason`` says why. The last event.
+
+    Attributes:
+        reason (str): What failed, as a sentence, e.g.
+            ``"connection refused by 127.0.0.1:9"``.
+    """
 
     __slots__ = ("reason",)
     name = "connect_fail"
@@ -81,7 +96,9 @@ class ConnectFail(Event):
 class Connected(Event):
     """The socket is open and the upgrade request was sent.
 
-    ``proxy`` is the proxy URL (without credentials) when one is used.
+    Attributes:
+        url (str): The WebSocket URL, without credentials.
+        proxy (str | None): The proxy URL (without credentials) when one is used.
     """
 
     __slots__ = ("url", "proxy")
@@ -101,8 +118,12 @@ class Connected(Event):
 class Rejected(Event):
     """The server did not accept the upgrade; ``reason`` says why.
 
-    ``response`` is the server's :class:`~lomond.response.Response`. Followed by
-    ``Disconnected(graceful=True)``.
+    Followed by ``Disconnected(graceful=True)``.
+
+    Attributes:
+        response (Response): The server's :class:`~lomond.response.Response`
+            (status, headers; the body is not read).
+        reason (str): Why the response is not a valid upgrade.
     """
 
     __slots__ = ("response", "reason")
@@ -120,8 +141,11 @@ class Rejected(Event):
 class Ready(Event):
     """The WebSocket is open: messages may be sent.
 
-    ``protocol`` is the subprotocol the server chose (or ``None``); ``extensions`` is
-    the set of extension names in use, e.g. ``{'permessage-deflate'}``.
+    Attributes:
+        response (Response): The server's ``101`` :class:`~lomond.response.Response`.
+        protocol (str | None): The subprotocol the server chose, or ``None``.
+        extensions (set[str]): The names of the extensions in use, e.g.
+            ``{'permessage-deflate'}``, or an empty set.
     """
 
     __slots__ = ("response", "protocol", "extensions")
@@ -143,8 +167,10 @@ class Ready(Event):
 class ProtocolError(Event):
     """The server broke the protocol; the connection is being failed.
 
-    ``critical`` is ``True`` when the byte stream is broken and no close frame could
-    be sent.
+    Attributes:
+        error (str): What the server did wrong.
+        critical (bool): ``True`` when no close frame could be sent (ours was already
+            out); ``False`` when lomond sent one with code 1002, 1007 or 1009.
     """
 
     __slots__ = ("error", "critical")
@@ -169,8 +195,11 @@ class Unresponsive(Event):
 class Disconnected(Event):
     """The connection is closed: always the last event once ``Connected`` was yielded.
 
-    ``graceful`` is ``True`` only when both close frames were exchanged, or after
-    :class:`Rejected`.
+    Attributes:
+        reason (str): ``"closed"`` after a graceful close, else what ended the
+            connection, e.g. ``"connection lost"``.
+        graceful (bool): ``True`` only when both close frames were exchanged, or after
+            :class:`Rejected`.
     """
 
     __slots__ = ("reason", "graceful")
@@ -202,7 +231,10 @@ class _CloseEvent(Event):
 class Closed(_CloseEvent):
     """The server answered our close frame: ``code`` and ``reason`` are the server's.
 
-    ``code`` is ``None`` when the server's close frame had no payload.
+    Attributes:
+        code (int | None): The server's close code, ``None`` when its close frame had
+            no payload.
+        reason (str): The server's close reason (may be empty).
     """
 
     __slots__ = ()
@@ -213,6 +245,11 @@ class Closing(_CloseEvent):
     """The server started the closing handshake; lomond echoes it after this event.
 
     Messages may still be sent while handling this event.
+
+    Attributes:
+        code (int | None): The server's close code, ``None`` when its close frame had
+            no payload.
+        reason (str): The server's close reason (may be empty).
     """
 
     __slots__ = ()
@@ -220,7 +257,11 @@ class Closing(_CloseEvent):
 
 
 class UnknownMessage(Event):
-    """Reserved for messages lomond cannot interpret (never yielded at present)."""
+    """Reserved for messages lomond cannot interpret (never yielded at present).
+
+    Attributes:
+        message (Any): The message.
+    """
 
     __slots__ = ("message",)
     name = "unknown"
@@ -244,21 +285,33 @@ class _ControlEvent(Event):
 
 
 class Ping(_ControlEvent):
-    """The server sent a ping; with ``auto_pong`` the pong was sent before this event."""
+    """The server sent a ping; with ``auto_pong`` the pong was sent before this event.
+
+    Attributes:
+        data (bytes): The ping's payload (at most 125 bytes).
+    """
 
     __slots__ = ()
     name = "ping"
 
 
 class Pong(_ControlEvent):
-    """The server sent a pong."""
+    """The server sent a pong.
+
+    Attributes:
+        data (bytes): The pong's payload (at most 125 bytes).
+    """
 
     __slots__ = ()
     name = "pong"
 
 
 class Text(Event):
-    """A text message. ``json`` parses it as JSON (once; the result is cached)."""
+    """A text message. ``json`` parses it as JSON (once; the result is cached).
+
+    Attributes:
+        text (str): The message.
+    """
 
     __slots__ = ("text", "_json")
     name = "text"
@@ -280,7 +333,11 @@ class Text(Event):
 
 
 class Binary(Event):
-    """A binary message."""
+    """A binary message.
+
+    Attributes:
+        data (bytes): The message.
+    """
 
     __slots__ = ("data",)
     name = "binary"
@@ -294,7 +351,12 @@ class Binary(Event):
 
 
 class BackOff(Event):
-    """Yielded by :func:`~lomond.persist.persist` before waiting ``delay`` seconds."""
+    """Yielded by :func:`~lomond.persist.persist` before waiting ``delay`` seconds.
+
+    Attributes:
+        delay (float): The seconds :func:`~lomond.persist.persist` waits before the
+            next attempt.
+    """
 
     __slots__ = ("delay",)
     name = "back_off"
