@@ -6,6 +6,8 @@
 ...     print(event)
 """
 
+import logging
+
 from . import events
 from ._version import __version__
 from .persist import persist
@@ -13,3 +15,7 @@ from .status import Status
 from .websocket import WebSocket
 
 __all__ = ["WebSocket", "__version__", "events", "persist", "Status"]
+
+# A library leaves the choice of log output to the application (logging HOWTO):
+# without this, Python's last-resort handler would print lomond's warnings to stderr.
+logging.getLogger("lomond").addHandler(logging.NullHandler())

@@ -88,7 +88,8 @@ class WebsocketSession:
         self._wake_reader: socket.socket | None = None
         self._wake_writer: socket.socket | None = None
         self._loop_thread: int | None = None
-        self._read_view = memoryview(bytearray(READ_SIZE))
+        # The read buffer exists only while the connection is open (see _read).
+        self._read_view = memoryview(b"")
         self._start_time = clock()
         self._close_sent_at: float | None = None
         self._connect_deadline: Deadline | None = None
@@ -262,6 +263,7 @@ class WebsocketSession:
             self.running = False
 
     def _shutdown(self) -> None:
+        self._read_view = memoryview(b"")
         with self._lock:
             self.protocol.abort("the event loop was left")
             self.protocol.events_received()
@@ -472,6 +474,8 @@ class WebsocketSession:
         # faults) on every small message. The protocol copies what it keeps.
         into = isinstance(sock, socket.socket)
         view = self._read_view
+        if into and not view:
+            view = self._read_view = memoryview(bytearray(READ_SIZE))
         while True:
             try:
                 if into:

@@ -419,7 +419,7 @@ class WebSocket:
             # The socket is broken: the loop is ending with Disconnected anyway.
             return
         if sent:
-            self.emit_trace("close_requested", code=code, reason=reason_bytes.decode("utf-8"))
+            self.emit_trace("close_requested", code=int(code), reason=reason_bytes.decode("utf-8"))
 
 
 def _check_proxies(proxies: dict[str, str] | None) -> dict[str, str] | None:
