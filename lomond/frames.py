@@ -100,7 +100,8 @@ class FrameReader:
         """Append ``data`` to the stream."""
         if self._skip_remaining:
             skipped = min(len(data), self._skip_remaining)
-            self._skip_remaining -= skipped
+            if self._skip_remaining != _FOREVER:  # forever stays forever
+                self._skip_remaining -= skipped
             data = data[skipped:]
         if self._position:
             # Drop the bytes that were consumed by previous frames.

@@ -193,8 +193,10 @@ class ClientProtocol:
         if not received and self._deferred_error is not None:
             error, self._deferred_error = self._deferred_error, None
             self._fail(error)
-            # Read on through what is buffered, for the server's close frame.
-            self._receive_frames(b"")
+            # Read on through what is buffered, for the server's close frame; unless
+            # the failure ended the connection (it came after our close frame), which
+            # swapped the reader for one that discards.
+            self._receive(b"")
             received = self._events
             self._events = []
         return received
@@ -312,12 +314,16 @@ class ClientProtocol:
             self._disconnect(self.failure, False)
         elif state is State.CONNECTING:
             self._disconnect("connection closed before the upgrade response", False)
+        elif state is State.REMOTE_CLOSING:
+            # Checked before mid_frame: bytes behind the server's close frame are
+            # ignored, however they arrived.
+            self._disconnect("connection closed before the close frame was echoed", False)
         elif self._reader.mid_frame:
             self._disconnect("connection lost in the middle of a frame", False)
         elif state is State.CLOSING:
             self._disconnect("connection closed before the server's close frame", False)
-        elif state is State.REMOTE_CLOSING:
-            self._disconnect("connection closed before the close frame was echoed", False)
+        elif self._message.opcode is not None:
+            self._disconnect("connection lost in the middle of a fragmented message", False)
         else:
             self._disconnect("connection lost", False)
 
