@@ -6,6 +6,35 @@ from .deadline import Clock, Deadline
 from .protocol import State
 
 
+class Periodic:
+    """A deadline that recurs every ``period`` seconds, without drift.
+
+    It is advanced by whole periods from where it started, so a late check does not
+    shift the ones after it; periods missed entirely (a slow loop body) are skipped,
+    not made up in a burst.
+    """
+
+    __slots__ = ("period", "when")
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        #: The next due time on the session clock; ``None`` until started.
+        self.when: float | None = None
+
+    def start(self, now: float) -> None:
+        """First due one period after ``now``."""
+        self.when = now + self.period
+
+    def due(self, now: float) -> bool:
+        """Whether the deadline has come; if so, move it to the next period."""
+        when = self.when
+        if when is None or now < when:
+            return False
+        missed = int((now - when) // self.period) + 1
+        self.when = when + missed * self.period
+        return True
+
+
 class Timers:
     """The deadlines of an open connection: poll, auto ping, ping timeout, close timeout.
 
@@ -27,43 +56,28 @@ class Timers:
         self.ping_timeout = ping_timeout or None
         self.close_timeout = close_timeout
         self.connect_deadline: Deadline | None = None
-        self._next_poll: float | None = None
-        self._next_ping: float | None = None
+        self._poll = None if self.poll is None else Periodic(self.poll)
+        self._ping = None if self.ping_rate is None else Periodic(self.ping_rate)
         self._last_pong: float | None = None
 
     def ready(self) -> None:
         """Start the timers: called when the connection opens (``Ready``)."""
         now = self._clock()
-        if self.poll is not None:
-            self._next_poll = now + self.poll
-        if self.ping_rate is not None:
-            self._next_ping = now + self.ping_rate
+        for periodic in (self._poll, self._ping):
+            if periodic is not None:
+                periodic.start(now)
         self._last_pong = now
 
     def pong_received(self) -> None:
         self._last_pong = self._clock()
 
-    @staticmethod
-    def _advance(when: float, period: float, now: float) -> float:
-        # Skip the periods that were missed (a slow loop body), keeping the phase.
-        missed = int((now - when) // period) + 1
-        return when + missed * period
-
     def poll_due(self, now: float) -> bool:
-        when = self._next_poll
-        if when is None or now < when:
-            return False
-        assert self.poll is not None
-        self._next_poll = self._advance(when, self.poll, now)
-        return True
+        """Whether a ``Poll`` is due (then the next one is scheduled)."""
+        return self._poll is not None and self._poll.due(now)
 
     def ping_due(self, now: float) -> bool:
-        when = self._next_ping
-        if when is None or now < when:
-            return False
-        assert self.ping_rate is not None
-        self._next_ping = self._advance(when, self.ping_rate, now)
-        return True
+        """Whether an automatic ping is due (then the next one is scheduled)."""
+        return self._ping is not None and self._ping.due(now)
 
     def unresponsive(self, now: float) -> bool:
         if self.ping_timeout is None or self._last_pong is None:
@@ -73,11 +87,11 @@ class Timers:
     def timeout(self, state: State, close_sent_at: float | None) -> float | None:
         """Seconds until the nearest deadline, for the selector (``None``: no deadline)."""
         candidates = []
-        if self._next_poll is not None:
-            candidates.append(self._next_poll)
+        if self._poll is not None and self._poll.when is not None:
+            candidates.append(self._poll.when)
         if state is State.OPEN:
-            if self._next_ping is not None:
-                candidates.append(self._next_ping)
+            if self._ping is not None and self._ping.when is not None:
+                candidates.append(self._ping.when)
             if self.ping_timeout is not None and self._last_pong is not None:
                 candidates.append(self._last_pong + self.ping_timeout)
         if close_sent_at is not None and self.close_timeout is not None:

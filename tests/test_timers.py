@@ -1,0 +1,52 @@
+"""Deadlines of an open connection (lomond.timers), on plain numbers."""
+
+from __future__ import annotations
+
+from lomond.protocol import State
+from lomond.timers import Periodic, Timers
+
+
+class TestPeriodic:
+    def test_not_due_before_start(self) -> None:
+        periodic = Periodic(5.0)
+        assert not periodic.due(100.0)
+
+    def test_due_every_period_without_drift(self) -> None:
+        periodic = Periodic(5.0)
+        periodic.start(0.0)
+        assert [now for now in (4.9, 5.0, 5.3, 9.99, 10.2, 15.0) if periodic.due(now)] == [
+            5.0,
+            10.2,
+            15.0,
+        ]
+        assert periodic.when == 20.0
+
+    def test_missed_periods_are_skipped_not_bunched(self) -> None:
+        periodic = Periodic(1.0)
+        periodic.start(0.0)
+        assert periodic.due(7.5)
+        assert not periodic.due(7.6)
+        assert periodic.when == 8.0
+
+
+class TestTimers:
+    def test_timeout_is_the_nearest_deadline(self) -> None:
+        now = [0.0]
+        timers = Timers(
+            lambda: now[0], poll=5.0, ping_rate=2.0, ping_timeout=7.0, close_timeout=3.0
+        )
+        timers.ready()
+        assert timers.timeout(State.OPEN, None) == 2.0
+        assert timers.timeout(State.CLOSING, None) == 5.0  # pings only while open
+        assert timers.timeout(State.CLOSING, 1.0) == 4.0  # the close timeout
+        now[0] = 6.0
+        assert timers.unresponsive(now[0]) is False
+        now[0] = 7.0
+        assert timers.unresponsive(now[0]) is True
+
+    def test_disabled_timers(self) -> None:
+        timers = Timers(lambda: 0.0, poll=None, ping_rate=0, ping_timeout=None, close_timeout=None)
+        timers.ready()
+        assert timers.timeout(State.OPEN, None) is None
+        assert not timers.poll_due(100.0)
+        assert not timers.ping_due(100.0)
