@@ -18,10 +18,9 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
-import zlib
 from typing import Any, List, Tuple
 
-from .compression import EXTENSION_NAME
+from .compression import EXTENSION_NAME, PerMessageDeflate
 from .errors import HandshakeError, PayloadTooLarge, ProtocolError
 from .frames import (
     RESERVED_OPCODES,
@@ -43,7 +42,6 @@ MAX_MESSAGE_SIZE = 1024 * 1024
 DEFLATE_RESPONSE = f"{EXTENSION_NAME}; server_no_context_takeover; client_no_context_takeover"
 
 # RFC 7692 §7.2.1: the empty deflate block that ends every compressed message.
-_TAIL = b"\x00\x00\xff\xff"
 # Offer parameters the server can honour while compressing with a 32 KiB window.
 _ACCEPTABLE_PARAMETERS = frozenset(
     {"client_max_window_bits", "client_no_context_takeover", "server_no_context_takeover"}
@@ -125,11 +123,20 @@ def handshake_response(headers: Headers) -> tuple[bytes, bool]:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), deflate
 
 
+def _codec() -> PerMessageDeflate:
+    # Neither side takes context over, so one fresh codec per message serves both
+    # directions: its "client" settings are simply used the other way round.
+    return PerMessageDeflate(
+        server_max_window_bits=15,
+        client_max_window_bits=15,
+        server_no_context_takeover=True,
+        client_no_context_takeover=True,
+    )
+
+
 def compress(payload: bytes) -> bytes:
     """Compress one whole message on its own (no context takeover, RFC 7692 §7.2.1)."""
-    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
-    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    return data[:-4] if data.endswith(_TAIL) else data
+    return _codec().compress(payload)
 
 
 def decompress(payload: bytes, limit: int) -> bytes:
@@ -139,14 +146,7 @@ def decompress(payload: bytes, limit: int) -> bytes:
         PayloadTooLarge: The message inflates to more than ``limit`` bytes.
         ProtocolError: The payload is not valid deflate data.
     """
-    decompressor = zlib.decompressobj(-15)
-    try:
-        data = decompressor.decompress(payload + _TAIL, limit + 1)
-    except zlib.error as error:
-        raise ProtocolError(f"invalid compressed data ({error})") from None
-    if len(data) > limit:
-        raise PayloadTooLarge("message too large")
-    return data
+    return _codec().decompress(payload, limit, True)
 
 
 class EchoConnection:
