@@ -319,3 +319,27 @@ def check_connect_reply(header: bytes) -> Response:
                 phrase = ""
         raise ConnectFail(f"proxy refused CONNECT: {code} {phrase}".rstrip())
     return response
+
+
+def check_proxies(proxies: dict[str, str] | None) -> dict[str, str] | None:
+    """Check ``WebSocket(proxies=...)`` when it is given; return it unchanged.
+
+    Raises:
+        TypeError: ``proxies`` is not a dict, or a value is not a string.
+        ValueError: A value is not a proxy URL lomond can use.
+    """
+    if proxies is None:
+        return None
+    if not isinstance(proxies, dict):
+        raise TypeError(f"proxies must be a dict or None, not {type(proxies).__name__}")
+    for name, value in proxies.items():
+        if value is None or name == "no_proxy":
+            continue
+        if not isinstance(value, str):
+            raise TypeError(f"proxies[{name!r}] must be a str, not {type(value).__name__}")
+        if value.strip():
+            try:
+                parse_proxy_url(value)
+            except ValueError as error:
+                raise ValueError(f"proxies[{name!r}]: {error}") from None
+    return proxies

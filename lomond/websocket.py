@@ -15,7 +15,7 @@ from .errors import TransportFail, WebSocketUnavailable
 from .frames import Opcode, truncate_utf8
 from .handshake import HeadersArgument, build_request, make_key, normalize_headers, validate_header
 from .protocol import ClientProtocol, State
-from .proxy import Proxy, parse_proxy_url, select_proxy
+from .proxy import Proxy, check_proxies, select_proxy
 from .session import WebsocketSession
 from .status import Status, is_valid_close_code
 from .tls import make_ssl_context
@@ -88,7 +88,7 @@ class WebSocket:
         self.resource = target.resource
         self.url = target.url
         self._target = target
-        self.proxies = _check_proxies(proxies)
+        self.proxies = check_proxies(proxies)
         self.protocols: list[str] = list(protocols or [])
         self.agent = agent or USER_AGENT
         self.compress = compress
@@ -420,30 +420,6 @@ class WebSocket:
             return
         if sent:
             self.emit_trace("close_requested", code=int(code), reason=reason_bytes.decode("utf-8"))
-
-
-def _check_proxies(proxies: dict[str, str] | None) -> dict[str, str] | None:
-    """Check the ``proxies`` argument; return it unchanged.
-
-    Raises:
-        TypeError: ``proxies`` is not a dict, or a value is not a string.
-        ValueError: A value is not a proxy URL lomond can use.
-    """
-    if proxies is None:
-        return None
-    if not isinstance(proxies, dict):
-        raise TypeError(f"proxies must be a dict or None, not {type(proxies).__name__}")
-    for name, value in proxies.items():
-        if value is None or name == "no_proxy":
-            continue
-        if not isinstance(value, str):
-            raise TypeError(f"proxies[{name!r}] must be a str, not {type(value).__name__}")
-        if value.strip():
-            try:
-                parse_proxy_url(value)
-            except ValueError as error:
-                raise ValueError(f"proxies[{name!r}]: {error}") from None
-    return proxies
 
 
 def _check_control_payload(kind: str, data: object) -> None:
