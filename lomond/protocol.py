@@ -336,14 +336,13 @@ class ClientProtocol:
         search_from = max(0, len(buffer) - 3)
         buffer += data
         end = buffer.find(b"\r\n\r\n", search_from)
-        if end == -1:
-            if len(buffer) > MAX_HEADER_SIZE:
-                self._reject(Response(buffer[:MAX_HEADER_SIZE]), "response header exceeds 64 KiB")
-            return
-        end += 4
-        if end > MAX_HEADER_SIZE:
+        head_size = len(buffer) if end == -1 else end + 4
+        if head_size > MAX_HEADER_SIZE:
             self._reject(Response(buffer[:MAX_HEADER_SIZE]), "response header exceeds 64 KiB")
             return
+        if end == -1:
+            return
+        end += 4
         response = Response(buffer[:end])
         rest = bytes(buffer[end:])
         del buffer[:]
