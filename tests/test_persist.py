@@ -754,6 +754,8 @@ class TestExitEvent:
         assert [event.name for event in collected] == ["connecting", "connected", "disconnected"]
 
     def test_watcher_thread_ends_with_persist(self) -> None:
+        # A watcher of an earlier persist() may still be finishing its last wait slice.
+        wait_until(lambda: not watcher_threads(), timeout=3)
         before = len(watcher_threads())
         exit_event = threading.Event()
         with websockets_server(hold_open) as url:
