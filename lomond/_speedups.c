@@ -2,8 +2,9 @@
  * lomond._speedups: the masking XOR of RFC 6455 section 5.3 in C.
  *
  * Optional: setup.py builds it when it can, and lomond.mask falls back to pure
- * Python when it is missing or LOMOND_NO_EXTENSIONS=1. One function, no module
- * state, no dependencies beyond the CPython API (3.8 to 3.13).
+ * Python when it is missing or LOMOND_NO_EXTENSIONS=1. Two functions (mask, and
+ * prefixed_mask for whole frames), no module state, no dependencies beyond the
+ * CPython API (3.8 to 3.13).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -60,61 +61,73 @@ xor_with_key(const unsigned char *src, unsigned char *dst, Py_ssize_t length,
     }
 }
 
-PyDoc_STRVAR(mask_doc,
-"mask(key, data, /)\n"
-"--\n"
-"\n"
-"XOR ``data`` with the repeating 4-byte ``key`` (RFC 6455 section 5.3); return bytes.\n"
-"\n"
-"``data`` is any bytes-like object. Raises TypeError if ``key`` or ``data`` is\n"
-"not bytes-like, ValueError if ``key`` is not 4 bytes long.");
-
-static PyObject *
-speedups_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* Read a 4-byte masking key from any bytes-like object; 0 on success. */
+static int
+read_key(PyObject *object, unsigned char key_bytes[4])
 {
-    Py_buffer key, data;
-    unsigned char key_bytes[4];
-    PyObject *result;
-    unsigned char *out;
+    Py_buffer key;
 
-    (void)module;
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError,
-                     "mask() takes exactly 2 arguments (%zd given)", nargs);
-        return NULL;
-    }
     /* PyBUF_FULL_RO accepts every exporter, strided and multi-byte formats
      * included; view.len is the size in bytes either way. */
-    if (PyObject_GetBuffer(args[0], &key, PyBUF_FULL_RO) < 0) {
-        return NULL;
+    if (PyObject_GetBuffer(object, &key, PyBUF_FULL_RO) < 0) {
+        return -1;
     }
     if (key.len != 4) {
         PyErr_Format(PyExc_ValueError,
                      "masking key must be 4 bytes, not %zd", key.len);
         PyBuffer_Release(&key);
-        return NULL;
+        return -1;
     }
     if (PyBuffer_ToContiguous(key_bytes, &key, 4, 'C') < 0) {
         PyBuffer_Release(&key);
-        return NULL;
+        return -1;
     }
     PyBuffer_Release(&key);
+    return 0;
+}
 
-    if (PyObject_GetBuffer(args[1], &data, PyBUF_FULL_RO) < 0) {
+/*
+ * Return bytes: the prefix (if any) followed by data XORed with the key, built in
+ * one allocation so that a frame's header and masked payload are never copied
+ * again to be joined.
+ */
+static PyObject *
+masked(PyObject *prefix_object, PyObject *key_object, PyObject *data_object)
+{
+    Py_buffer prefix = {0}, data;
+    unsigned char key_bytes[4];
+    PyObject *result = NULL;
+    unsigned char *out;
+
+    if (read_key(key_object, key_bytes) < 0) {
         return NULL;
     }
-    result = PyBytes_FromStringAndSize(NULL, data.len);
-    if (result == NULL) {
-        PyBuffer_Release(&data);
+    if (prefix_object != NULL
+        && PyObject_GetBuffer(prefix_object, &prefix, PyBUF_FULL_RO) < 0) {
         return NULL;
+    }
+    if (PyObject_GetBuffer(data_object, &data, PyBUF_FULL_RO) < 0) {
+        goto done;
+    }
+    if (data.len > PY_SSIZE_T_MAX - prefix.len) {
+        PyErr_NoMemory();
+        goto release;
+    }
+    result = PyBytes_FromStringAndSize(NULL, prefix.len + data.len);
+    if (result == NULL) {
+        goto release;
     }
     out = (unsigned char *)PyBytes_AS_STRING(result);
+    if (prefix.len && PyBuffer_ToContiguous(out, &prefix, prefix.len, 'C') < 0) {
+        Py_CLEAR(result);
+        goto release;
+    }
+    out += prefix.len;
     if (!PyBuffer_IsContiguous(&data, 'C')) {
         /* Rare (a strided memoryview): gather the bytes first, then XOR in place. */
         if (PyBuffer_ToContiguous(out, &data, data.len, 'C') < 0) {
-            Py_DECREF(result);
-            PyBuffer_Release(&data);
-            return NULL;
+            Py_CLEAR(result);
+            goto release;
         }
         xor_with_key(out, out, data.len, key_bytes);
     }
@@ -127,12 +140,60 @@ speedups_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     else {
         xor_with_key((const unsigned char *)data.buf, out, data.len, key_bytes);
     }
+release:
     PyBuffer_Release(&data);
+done:
+    if (prefix_object != NULL) {
+        PyBuffer_Release(&prefix);
+    }
     return result;
+}
+
+PyDoc_STRVAR(mask_doc,
+"mask(key, data, /)\n"
+"--\n"
+"\n"
+"XOR ``data`` with the repeating 4-byte ``key`` (RFC 6455 section 5.3); return bytes.\n"
+"\n"
+"``data`` is any bytes-like object. Raises TypeError if ``key`` or ``data`` is\n"
+"not bytes-like, ValueError if ``key`` is not 4 bytes long.");
+
+static PyObject *
+speedups_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "mask() takes exactly 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    return masked(NULL, args[0], args[1]);
+}
+
+PyDoc_STRVAR(prefixed_mask_doc,
+"prefixed_mask(prefix, key, data, /)\n"
+"--\n"
+"\n"
+"Return ``prefix + mask(key, data)``, built in one allocation.\n"
+"\n"
+"``prefix`` and ``data`` are any bytes-like objects. Raises as ``mask`` does.");
+
+static PyObject *
+speedups_prefixed_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "prefixed_mask() takes exactly 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    return masked(args[0], args[1], args[2]);
 }
 
 static PyMethodDef speedups_methods[] = {
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_FASTCALL, mask_doc},
+    {"prefixed_mask", (PyCFunction)(void (*)(void))speedups_prefixed_mask, METH_FASTCALL,
+     prefixed_mask_doc},
     {NULL, NULL, 0, NULL},
 };
 

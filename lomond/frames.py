@@ -10,7 +10,7 @@ from enum import IntEnum
 from typing import Callable
 
 from .errors import FrameBuildError, PayloadTooLarge, ProtocolError
-from .mask import mask
+from .mask import mask, prefixed_mask
 from .status import is_valid_close_code
 
 _MAX_PAYLOAD = (1 << 63) - 1
@@ -300,7 +300,7 @@ def build_frame(
         raise FrameBuildError("payload is too large for a frame")
     if masking_key is None:
         return header + payload
-    return header + masking_key + mask(masking_key, payload)
+    return prefixed_mask(header + masking_key, masking_key, payload)
 
 
 def build_close_payload(code: int | None, reason: str | bytes = b"") -> bytes:

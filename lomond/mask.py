@@ -20,6 +20,8 @@ KeySource = Callable[[int], bytes]
 
 #: The signature both implementations of the XOR share.
 MaskFunction = Callable[[BytesLike, BytesLike], bytes]
+#: The same with a prefix: ``(prefix, key, data) -> prefix + mask(key, data)``.
+PrefixedMaskFunction = Callable[[BytesLike, BytesLike, BytesLike], bytes]
 
 
 class BufferedRandom:
@@ -80,6 +82,25 @@ def mask_python(key: BytesLike, data: BytesLike, /) -> bytes:
         TypeError: ``key`` or ``data`` is not bytes-like.
         ValueError: ``key`` is not 4 bytes long.
     """
+    return _masked(b"", key, data)
+
+
+def prefixed_mask_python(prefix: BytesLike, key: BytesLike, data: BytesLike, /) -> bytes:
+    """Return ``prefix + mask_python(key, data)``: a frame's header and masked payload.
+
+    For large payloads the prefix joins the masked pieces in the one final join, so
+    the payload is not copied once more to be put behind its header.
+
+    Raises:
+        TypeError: ``prefix``, ``key`` or ``data`` is not bytes-like.
+        ValueError: ``key`` is not 4 bytes long.
+    """
+    if type(prefix) is not bytes:
+        prefix = memoryview(prefix).tobytes()  # TypeError if it is not bytes-like
+    return _masked(prefix, key, data)
+
+
+def _masked(prefix: bytes, key: BytesLike, data: BytesLike) -> bytes:
     # Exact type checks first: bytes keys and bytes or bytearray payloads (what
     # lomond passes) take no detour, which matters for small frames.
     if type(key) is not bytes or len(key) != 4:
@@ -89,16 +110,17 @@ def mask_python(key: BytesLike, data: BytesLike, /) -> bytes:
     length = len(data)
     if length < _PIECES_FROM:
         if not length:
-            return b""
+            return prefix
         key_stream = key * (length >> 2) + key[: length & 3]
         value = int.from_bytes(data, "little") ^ int.from_bytes(key_stream, "little")
-        return value.to_bytes(length, "little")
+        return prefix + value.to_bytes(length, "little")
     view = memoryview(data)
     # _PIECE is a multiple of 4, so every piece starts at key[0].
     piece_key = int.from_bytes(key * (_PIECE // 4), "little")
     from_bytes = int.from_bytes
     whole = length - length % _PIECE
-    pieces = [
+    pieces = [prefix]
+    pieces += [
         (from_bytes(view[start : start + _PIECE], "little") ^ piece_key).to_bytes(_PIECE, "little")
         for start in range(0, whole, _PIECE)
     ]
@@ -127,23 +149,29 @@ def _byte_view(data: BytesLike) -> memoryview | bytes:
     return view.cast("B") if view.c_contiguous else view.tobytes()
 
 
-def _load_accelerated_mask() -> MaskFunction | None:
-    """Return the C ``mask``, or ``None`` if it is not built or switched off."""
+def _load_accelerated() -> tuple[MaskFunction, PrefixedMaskFunction] | None:
+    """Return the C ``mask`` and ``prefixed_mask``, or ``None`` if not built or switched off."""
     if os.environ.get("LOMOND_NO_EXTENSIONS") == "1":
         return None
     try:
         from ._speedups import mask as accelerated_mask
+        from ._speedups import prefixed_mask as accelerated_prefixed_mask
     except ImportError:
         return None
-    return accelerated_mask
+    return accelerated_mask, accelerated_prefixed_mask
 
 
-_accelerated_mask = _load_accelerated_mask()
+_accelerated = _load_accelerated()
 
 #: Whether :func:`mask` is the C implementation from ``lomond._speedups``.
-ACCELERATED: bool = _accelerated_mask is not None
+ACCELERATED: bool = _accelerated is not None
 
 #: ``mask(key, data, /) -> bytes``: XOR ``data`` with the repeating 4-byte ``key``.
 #: The C implementation when :data:`ACCELERATED`, else :func:`mask_python`; both
 #: return the same bytes and raise the same errors.
-mask: MaskFunction = mask_python if _accelerated_mask is None else _accelerated_mask
+mask: MaskFunction = mask_python if _accelerated is None else _accelerated[0]
+#: ``prefixed_mask(prefix, key, data, /) -> bytes``: ``prefix + mask(key, data)`` in
+#: one allocation; the C one when :data:`ACCELERATED`, else :func:`prefixed_mask_python`.
+prefixed_mask: PrefixedMaskFunction = (
+    prefixed_mask_python if _accelerated is None else _accelerated[1]
+)

@@ -17,7 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lomond import mask as mask_module
-from lomond.mask import ACCELERATED, BufferedRandom, make_masking_key, mask, mask_python
+from lomond.mask import (
+    ACCELERATED,
+    BufferedRandom,
+    make_masking_key,
+    mask,
+    mask_python,
+    prefixed_mask,
+    prefixed_mask_python,
+)
 
 try:
     from lomond import _speedups
@@ -31,6 +39,15 @@ IMPLEMENTATIONS = [
     pytest.param(mask_python, id="python"),
     pytest.param(
         getattr(_speedups, "mask", None),
+        id="c",
+        marks=pytest.mark.skipif(_speedups is None, reason="lomond._speedups is not built"),
+    ),
+]
+
+PREFIXED_IMPLEMENTATIONS = [
+    pytest.param(prefixed_mask_python, id="python"),
+    pytest.param(
+        getattr(_speedups, "prefixed_mask", None),
         id="c",
         marks=pytest.mark.skipif(_speedups is None, reason="lomond._speedups is not built"),
     ),
@@ -205,11 +222,53 @@ class TestBothImplementationsMaskTheSame:
         assert implementation(key, masked) == view.tobytes()
 
 
+class TestPrefixedMask:
+    """``prefixed_mask(prefix, key, data)``: a frame header and its masked payload."""
+
+    @pytest.mark.parametrize("implementation", PREFIXED_IMPLEMENTATIONS)
+    @pytest.mark.parametrize("size", TestBothImplementationsMaskTheSame.SIZES)
+    @pytest.mark.parametrize("prefix", [b"", b"\x82\x85", b"\x82\xff" + bytes(8) + b"keys"])
+    def test_is_prefix_then_mask(
+        self, implementation: MaskFunction, size: int, prefix: bytes
+    ) -> None:
+        key = b"\x12\xab\x00\xff"
+        data = os.urandom(size)
+        result = implementation(prefix, key, data)
+        assert type(result) is bytes
+        assert result == prefix + reference_mask(key, data)
+
+    @pytest.mark.parametrize("implementation", PREFIXED_IMPLEMENTATIONS)
+    def test_bytes_like_arguments(self, implementation: MaskFunction) -> None:
+        key = b"\x37\xfa\x21\x3d"
+        payload = os.urandom(70000)
+        expected = b"head" + reference_mask(key, payload)
+        strided = memoryview(b"hxexaxdx")[::2]
+        for prefix in (b"head", bytearray(b"head"), memoryview(b"head"), strided):
+            for data in (payload, bytearray(payload), memoryview(payload)[0:]):
+                assert implementation(prefix, key, data) == expected
+
+    @pytest.mark.parametrize("implementation", PREFIXED_IMPLEMENTATIONS)
+    def test_errors_are_those_of_mask(self, implementation: MaskFunction) -> None:
+        with pytest.raises(ValueError, match="masking key must be 4 bytes"):
+            implementation(b"", b"abc", b"data")
+        for bad in ("text", None, 5):
+            with pytest.raises(TypeError):
+                implementation(bad, b"\x01\x02\x03\x04", b"data")
+            with pytest.raises(TypeError):
+                implementation(b"", b"\x01\x02\x03\x04", bad)
+        with pytest.raises(TypeError):
+            implementation(b"", b"\x01\x02\x03\x04")
+        with pytest.raises(TypeError):
+            implementation(prefix=b"", key=b"\x01\x02\x03\x04", data=b"")
+
+
 class TestWhichImplementationIsUsed:
     def test_mask_is_the_c_one_when_built_and_not_switched_off(self) -> None:
         switched_off = os.environ.get("LOMOND_NO_EXTENSIONS") == "1"
         assert ACCELERATED is (_speedups is not None and not switched_off)
         assert mask is (_speedups.mask if ACCELERATED else mask_python)
+        expected = _speedups.prefixed_mask if ACCELERATED else prefixed_mask_python
+        assert prefixed_mask is expected
 
     @staticmethod
     def _accelerated_in_a_new_process(no_extensions: str | None) -> str:
