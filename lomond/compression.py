@@ -28,6 +28,8 @@ _SMALLEST_ZLIB_WINDOW = 9
 
 # The most one zlib call inflates at a time when a limit applies (see decompress).
 _INFLATE_STEP = 256 * 1024
+# Deflate's largest expansion: a 258-byte match coded in 2 bits (zlib's FAQ, 1032:1).
+_MAX_EXPANSION = 1032
 
 ExtensionParameters = List[Tuple[str, Optional[str]]]
 
@@ -287,6 +289,8 @@ class PerMessageDeflate:
         """
         if final:
             payload += _TAIL
+        if limit is not None and len(payload) * _MAX_EXPANSION <= limit:
+            limit = None  # cannot inflate past the limit: no need to inflate in steps
         pieces: list[bytes] = []
         size = 0
         while True:

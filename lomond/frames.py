@@ -136,18 +136,23 @@ class FrameReader:
         if header is not None:
             self._skip(header.length)
 
-    def simple_frames(self, max_length: int) -> list[tuple[int, bytes]]:
+    def simple_frames(
+        self, max_length: int, max_compressed: int | None = None
+    ) -> list[tuple[int, bytes]]:
         """Take the run of *simple* frames at the head of the stream, in one pass.
 
         A simple frame is a whole unmasked text or binary message (FIN set, no RSV
         bits) of at most ``max_length`` bytes: it needs no header check beyond that
-        and no message assembly, and it is by far the most common frame. Reading a
-        run of them in a tight loop is the receive fast path; the first frame that is
-        anything else (or incomplete) ends the run and is left for
+        and no message assembly, and it is by far the most common frame. With
+        ``max_compressed`` (when permessage-deflate is in use), a whole compressed
+        message (RSV1 set too) of at most that many bytes is simple as well. Reading
+        a run of them in a tight loop is the receive fast path; the first frame that
+        is anything else (or incomplete) ends the run and is left for
         :meth:`next_frame`.
 
         Returns:
-            ``(opcode, payload)`` pairs.
+            ``(first byte of the header, payload)`` pairs: the opcode is its low
+            four bits, and its bit ``0x40`` (RSV1) marks a compressed message.
         """
         if self._header is not None or self._skip_remaining:
             return []
@@ -159,7 +164,11 @@ class FrameReader:
         with memoryview(buffer) as view:
             while end - position >= 2:
                 first = buffer[position]
-                if first != 0x81 and first != 0x82:  # FIN + TEXT / FIN + BINARY
+                if first == 0x81 or first == 0x82:  # FIN + TEXT / FIN + BINARY
+                    most = max_length
+                elif (first == 0xC1 or first == 0xC2) and max_compressed is not None:
+                    most = max_compressed  # the same with RSV1: compressed
+                else:
                     break
                 length = buffer[position + 1]
                 if length < 126:
@@ -173,9 +182,9 @@ class FrameReader:
                 else:
                     break  # masked frames, incomplete headers
                 stop = start + length
-                if stop > end or length > max_length:
+                if stop > end or length > most:
                     break
-                append((first & 0x0F, view[start:stop].tobytes()))
+                append((first, view[start:stop].tobytes()))
                 position = stop
         self._position = position
         return frames

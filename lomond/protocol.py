@@ -86,6 +86,15 @@ class InvalidTransition(RuntimeError):
     """A bug in lomond: the state machine was asked for a transition it does not have."""
 
 
+def compressed_limit(limit: int) -> int:
+    """The largest compressed frame for a message limit of ``limit`` bytes.
+
+    The limit counts inflated bytes (checked while inflating); deflate can grow
+    incompressible data slightly, so the wire allows a margin.
+    """
+    return limit + (limit >> 3) + 1024
+
+
 class ClientProtocol:
     """One WebSocket connection, from the upgrade request to the end, as pure logic.
 
@@ -133,6 +142,7 @@ class ClientProtocol:
 
         self._events: list[events.Event] = []
         self._outgoing: list[bytes] = [request]
+        self._outgoing_size = len(request)
         self._handshake_buffer = bytearray()
         self._receive: Callable[[bytes], None] = self._receive_handshake
         self._reader = FrameReader(self._check_header)
@@ -171,12 +181,18 @@ class ClientProtocol:
 
     # -- output ---------------------------------------------------------------
 
+    @property
+    def output_size(self) -> int:
+        """How many bytes :meth:`data_to_send` would return now."""
+        return self._outgoing_size
+
     def data_to_send(self) -> bytes:
         """Return (and forget) the bytes waiting to be sent to the server."""
         outgoing = self._outgoing
         if not outgoing:
             return b""
         self._outgoing = []
+        self._outgoing_size = 0
         return outgoing[0] if len(outgoing) == 1 else b"".join(outgoing)
 
     def events_received(self) -> list[events.Event]:
@@ -202,7 +218,9 @@ class ClientProtocol:
         return received
 
     def _send_frame(self, opcode: int, payload: bytes, rsv: int = 0) -> None:
-        self._outgoing.append(build_frame(opcode, payload, self._random_bytes(4), rsv=rsv))
+        frame = build_frame(opcode, payload, self._random_bytes(4), rsv=rsv)
+        self._outgoing.append(frame)
+        self._outgoing_size += len(frame)
 
     def send_message(self, opcode: Opcode, payload: bytes, compress: bool = True) -> bool:
         """Queue one text or binary message as a single frame.
@@ -408,9 +426,7 @@ class ClientProtocol:
         limit = self.max_message_size
         if limit is not None:
             if header.rsv & RSV1 or self._message.compressed:
-                # The limit counts inflated bytes (checked while inflating); deflate
-                # can grow incompressible data slightly, so allow a margin on the wire.
-                limit += (limit >> 3) + 1024
+                limit = compressed_limit(limit)
                 size = header.length
             else:
                 size = self._message.size + header.length
@@ -462,15 +478,23 @@ class ClientProtocol:
                 self._message.probe(pending, available)
 
     def _read_simple_frames(self, reader: FrameReader) -> None:
-        """The fast path: whole, uncompressed messages in single frames, in one batch."""
+        """The fast path: whole messages in single frames, in one batch."""
         limit = self.max_message_size
-        frames = reader.simple_frames(_NO_LIMIT if limit is None else limit)
+        compression = self.compression
+        max_length = _NO_LIMIT if limit is None else limit
+        max_compressed = None
+        if compression is not None:
+            max_compressed = _NO_LIMIT if limit is None else compressed_limit(limit)
+        frames = reader.simple_frames(max_length, max_compressed)
         if not frames:
             return
         append = self._events.append
         Text, Binary = events.Text, events.Binary
-        for opcode, payload in frames:
-            if opcode == 0x1:
+        for first, payload in frames:
+            if first & 0x40:  # RSV1 in the header's first byte
+                assert compression is not None  # simple_frames takes none otherwise
+                payload = compression.decompress(payload, limit, True)
+            if first & 0x0F == 0x1:
                 try:
                     append(Text(payload.decode("utf-8")))
                 except UnicodeDecodeError:

@@ -667,6 +667,15 @@ class TestSPEC2_BoundedInflation:
         with pytest.raises(PayloadTooLarge):
             codec().decompress(payload, size - 1, True)
 
+    @pytest.mark.parametrize("size", [0, 1, 1000, 258 * 1000, 10 * MiB])
+    def test_deflate_expands_at_most_1032_times(self, size: int) -> None:
+        # decompress() inflates in one call, without steps, when the payload cannot
+        # reach the limit: this bound (zeros compress best) is what makes that safe.
+        payload = server_deflate(bytes(size))
+        assert size <= (len(payload) + 4) * 1032
+        limit = (len(payload) + 4) * 1032
+        assert codec().decompress(payload, limit, True) == bytes(size)
+
     def test_zero_bomb_costs_the_limit_not_its_size(self) -> None:
         bomb = zero_bomb(256)
         assert len(bomb) < 300 * KiB

@@ -123,8 +123,9 @@ def read_everything(chunks: list[bytes], max_length: int, fast_path: bool) -> li
         reader.feed(chunk)
         while True:
             if fast_path:
-                for opcode, payload in reader.simple_frames(max_length):
-                    results.append(("frame", True, 0, opcode, False, len(payload), payload))
+                for first, payload in reader.simple_frames(max_length, max_length):
+                    rsv, opcode = (first >> 4) & 0x7, first & 0x0F
+                    results.append(("frame", True, rsv, opcode, False, len(payload), payload))
             try:
                 item = reader.next_frame()
             except ProtocolError as error:  # the only exception allowed

@@ -1648,6 +1648,58 @@ class TestRFC7692_Compression:
             assert outcome.names == ["ready", "protocol_error"]
             assert_failed(outcome, 1009)
 
+    def test_a_run_of_whole_messages_compressed_or_not(self) -> None:
+        # Whole compressed messages are read in one batch, like plain ones (the
+        # receive fast path); context takeover carries from one to the next, and a
+        # fragmented message or a control frame in between changes nothing.
+        compressor = zlib.compressobj(wbits=-15)
+        data = (
+            DEFLATE_RESPONSE
+            + frame(Opcode.TEXT, deflate(b"first", compressor), rsv=RSV1)
+            + frame(Opcode.BINARY, deflate(b"first", compressor), rsv=RSV1)
+            + text("plain")
+            + frame(Opcode.PING, b"p")
+            + frame(Opcode.TEXT, deflate(b"third", compressor), rsv=RSV1)
+            + frame(Opcode.TEXT, b"frag", fin=False)
+            + frame(Opcode.CONTINUATION, b"ment")
+            + frame(Opcode.TEXT, deflate("fourth \u00e9".encode(), compressor), rsv=RSV1)
+        )
+        outcome = feed(data, deflate=Deflate())
+        assert outcome.described[1:] == [
+            "Text(text='first')",
+            "Binary(data=b'first')",
+            "Text(text='plain')",
+            "Ping(data=b'p')",
+            "Text(text='third')",
+            "Text(text='fragment')",
+            "Text(text='fourth \u00e9')",
+        ]
+        assert outcome.frames == [Sent(Opcode.PONG, b"p")]
+
+    def test_messages_before_invalid_compressed_data_come_first(self) -> None:
+        good = frame(Opcode.TEXT, deflate(b"Hello"), rsv=RSV1)
+        protocol = open_protocol("Sec-WebSocket-Extensions: permessage-deflate", deflate=Deflate())
+        protocol.receive_data(good + good + frame(Opcode.TEXT, b"\xff\xff\xff\xff", rsv=RSV1))
+        assert [event.name for event in protocol.events_received()] == ["text", "text"]
+        assert protocol.data_to_send() == b""
+        assert [event.name for event in protocol.events_received()] == ["protocol_error"]
+        sent = sent_frames(protocol.data_to_send())
+        assert [item.opcode for item in sent] == [Opcode.CLOSE]
+        assert sent[0].payload[:2] == (1002).to_bytes(2, "big")
+
+    def test_compressed_frame_too_large_for_the_limit_on_the_wire(self) -> None:
+        # A compressed frame may exceed the limit by the margin deflate can add to
+        # incompressible data (limit + limit / 8 + 1024), not more.
+        limit = 8000
+        margin = limit + limit // 8 + 1024
+        for length, refused in ((margin, False), (margin + 1, True)):
+            data = DEFLATE_RESPONSE + frame_header(Opcode.BINARY, length, rsv=RSV1)
+            outcome = run([data], deflate=Deflate(), max_message_size=limit)
+            if refused:
+                assert_failed(outcome, 1009)
+            else:
+                assert outcome.names == ["ready"]
+
     def test_decompression_bomb_across_fragments(self) -> None:
         compressor = zlib.compressobj(wbits=-15)
         pieces = [compressor.compress(bytes(4000)) + compressor.flush(zlib.Z_SYNC_FLUSH)]
