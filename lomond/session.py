@@ -13,6 +13,11 @@ until it shrinks, so a fast sender cannot fill memory. The loop's own thread nev
 waits, so a server that stops reading cannot stall the timers, and a server that
 echoes cannot deadlock it (the loop keeps reading while its output waits); sends
 from the loop body are therefore only bounded by the memory they occupy.
+
+Speed: frames sent from the loop body after the first (for one event) gather and
+go out in one write when the application asks for the next event (see
+:meth:`WebsocketSession.call`), and the loop polls the socket briefly before it
+sleeps while replies come fast (see :meth:`WebsocketSession._spin`).
 """
 
 from __future__ import annotations
@@ -46,6 +51,14 @@ T = TypeVar("T")
 READ_SIZE = 256 * 1024
 #: A thread other than the loop's waits while more than this many bytes are queued.
 HIGH_WATER = 4 * 1024 * 1024
+#: Frames the loop body sends after its first one (for one event) are written together
+#: when it asks for the next event, or as soon as this many bytes have gathered.
+GATHER_LIMIT = 64 * 1024
+#: Seconds the loop polls the socket before it sleeps, while replies come that fast.
+SPIN_TIME = 100e-6
+#: After a poll that found nothing, the loop sleeps at once for the next 1, 2, 4, ...
+#: waits, up to this many, before polling again.
+MAX_SPIN_SKIP = 128
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -88,6 +101,14 @@ class WebsocketSession:
         self._wake_reader: socket.socket | None = None
         self._wake_writer: socket.socket | None = None
         self._loop_thread: int | None = None
+        # While the application handles an event (the generator is suspended), and
+        # whether it has written a frame since.
+        self._suspended = False
+        self._wrote_while_suspended = False
+        #: Seconds to poll the socket before sleeping (0 never polls; see _spin).
+        self.spin_time = SPIN_TIME
+        self._spin_skip = 0
+        self._spin_backoff = 1
         # The read buffer exists only while the connection is open (see _read).
         self._read_view = memoryview(b"")
         self._start_time = clock()
@@ -119,15 +140,25 @@ class WebsocketSession:
         queue over the high-water mark waits for it to shrink (see the module
         docstring). Closing does not wait: the close frame joins the queue.
 
+        In the loop's thread, while the application handles an event, the first
+        frame is written at once and the next ones gather (up to
+        :data:`GATHER_LIMIT` bytes) until the application asks for the next event:
+        a burst of sends then costs one system call, not one per frame.
+
         Raises:
             TransportFail: The socket failed while sending.
             WebSocketUnavailable: Raised by ``action`` when not connected.
         """
+        in_loop = threading.get_ident() == self._loop_thread
         with self._lock:
             result = action(self.protocol)
+            if in_loop and self._suspended:
+                if self._wrote_while_suspended and self.protocol.output_size < GATHER_LIMIT:
+                    return result  # written by _resume, or with the next frames
+                self._wrote_while_suspended = True
             self._flush_locked(raise_errors=True)
             queued = self._queued_total
-        if threading.get_ident() != self._loop_thread:
+        if not in_loop:
             self._wake()
             if wait_for_room and self._pending_size > HIGH_WATER:
                 self._wait_for_drain(queued)
@@ -265,6 +296,8 @@ class WebsocketSession:
     def _shutdown(self) -> None:
         self._read_view = memoryview(b"")
         with self._lock:
+            # Frames the application gathered just before it left the loop.
+            self._flush_locked()
             self.protocol.abort("the event loop was left")
             self.protocol.events_received()
             self._close_socket_locked()
@@ -377,25 +410,44 @@ class WebsocketSession:
                     return
                 if kind is events.Pong:
                     timers.pong_received()
+                self._suspended = True
                 yield event
+                # Inline for speed: self._resume()
+                self._suspended = False
                 self._loop_thread = get_ident()
+                if self._wrote_while_suspended:
+                    self._flush_gathered()
                 if kind is events.Ready:
                     timers.ready()
+                    self._suspended = True
                     yield events.Poll()
-                    self._loop_thread = get_ident()
+                    self._resume()
                 elif kind is events.Closing:
                     # The application has seen the server's close; now echo it.
                     self.call(ClientProtocol.echo_close)
 
             due = self._fire_timers(timers)
             if due is not None:
+                self._suspended = True
                 yield due
-                self._loop_thread = threading.get_ident()
+                self._resume()
                 continue
             with self._lock:
                 if protocol.has_events:
                     continue
             self._wait(timers.timeout(protocol.state, self._close_sent_at))
+
+    def _resume(self) -> None:
+        """Back from the application: note its thread, write what its sends gathered."""
+        self._suspended = False
+        self._loop_thread = threading.get_ident()
+        if self._wrote_while_suspended:
+            self._flush_gathered()
+
+    def _flush_gathered(self) -> None:
+        self._wrote_while_suspended = False
+        with self._lock:
+            self._flush_locked()
 
     def _fire_timers(self, timers: Timers) -> events.Event | None:
         """Act on every due deadline; return the event to yield, if any."""
@@ -437,6 +489,9 @@ class WebsocketSession:
         if selector is None or sock is None:  # pragma: no cover - the loop ends first
             return
         want_write = bool(self._pending)
+        if not want_write and self.spin_time and (timeout is None or timeout > 0):
+            if self._spin(sock, timeout):
+                return
         if want_write != self._write_interest:
             mask = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write else 0)
             selector.modify(sock, mask)
@@ -460,6 +515,33 @@ class WebsocketSession:
             if mask & selectors.EVENT_READ:
                 self._read(sock)
 
+    def _spin(self, sock: SocketLike, timeout: float | None) -> bool:
+        """Poll the socket for up to :attr:`spin_time` before the loop sleeps.
+
+        Waking a sleeping thread costs tens of microseconds (more on an idle
+        machine), often more than a nearby server takes to answer. So while polling
+        pays (the last poll found data), the loop polls first. A poll that finds
+        nothing makes the loop skip polling for the next 1, 2, 4, ... waits (up to
+        :data:`MAX_SPIN_SKIP`): a quiet connection, or a distant server, costs at
+        most one short poll every so often.
+
+        Returns:
+            Whether the socket had something (read and fed to the protocol).
+        """
+        if self._spin_skip:
+            self._spin_skip -= 1
+            return False
+        budget = self.spin_time if timeout is None else min(self.spin_time, timeout)
+        end = time.perf_counter() + budget
+        while True:
+            if self._read(sock):
+                self._spin_backoff = 1
+                return True
+            if time.perf_counter() >= end:
+                self._spin_skip = self._spin_backoff
+                self._spin_backoff = min(2 * self._spin_backoff, MAX_SPIN_SKIP)
+                return False
+
     def _drain_wake(self) -> None:
         reader = self._wake_reader
         try:
@@ -468,7 +550,8 @@ class WebsocketSession:
         except OSError:
             pass
 
-    def _read(self, sock: SocketLike) -> None:
+    def _read(self, sock: SocketLike) -> bool:
+        """Read until the socket has nothing more; return whether it had anything."""
         # Plain and TLS sockets read into one buffer kept for the whole session: a
         # fresh 256 KiB bytes object per read would cost an allocation (and page
         # faults) on every small message. The protocol copies what it keeps.
@@ -476,6 +559,7 @@ class WebsocketSession:
         view = self._read_view
         if into and not view:
             view = self._read_view = memoryview(bytearray(READ_SIZE))
+        read = False
         while True:
             try:
                 if into:
@@ -485,11 +569,12 @@ class WebsocketSession:
                     data = sock.recv(READ_SIZE)
                     size = len(data)
             except _WOULD_BLOCK:
-                return
+                return read
             except OSError as error:
                 with self._lock:
                     self.protocol.abort(f"socket error; {error}")
-                return
+                return True
+            read = True
             self._websocket_trace("socket_recv", length=size)
             with self._lock:
                 if size:
@@ -499,7 +584,7 @@ class WebsocketSession:
                 self._flush_locked()
             # Decrypted bytes buffered inside the TLS layer never wake the selector.
             if not size or not isinstance(sock, ssl.SSLSocket) or not sock.pending():
-                return
+                return True
 
     def _note_event(self, event: events.Event) -> None:
         """Log and trace an event before it is yielded."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import socket
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -643,3 +644,225 @@ class TestLeavingTheLoop:
         ws.close()  # harmless after the end
         session = ws.session
         assert session is not None and not session.running
+
+
+class FrameCollector:
+    """A raw server that completes the upgrade and collects the client's frames."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[int, bytes]] = []
+        self.done = threading.Event()
+
+    def script(self, connection: RawConnection) -> None:
+        connection.handshake()
+        try:
+            while True:
+                opcode, payload = connection.recv_frame()
+                self.frames.append((opcode, payload))
+                if opcode == CLOSE:
+                    connection.send(frame(CLOSE, payload))
+                    break
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            self.done.set()
+
+    def texts(self) -> list[str]:
+        return [payload.decode() for opcode, payload in self.frames if opcode == 1]
+
+
+def socket_sends(records: list[dict[str, Any]]) -> list[Any]:
+    """The trace as ``("send", length)`` per ``socket_send`` and the names of the calls."""
+    steps: list[Any] = []
+    for record in records:
+        stage = record["stage"]
+        if stage == "socket_send":
+            steps.append(("socket", record["length"]))
+        elif stage in ("send_text", "send_binary", "close_requested"):
+            steps.append(stage)
+    return steps
+
+
+class TestGatheredSends:
+    """Sends from the loop body: the first one is written at once, the next ones
+    together when the application asks for the next event (SPEC §2, docs/sending)."""
+
+    @pytest.mark.timeout(10)
+    def test_first_send_at_once_the_rest_when_the_loop_resumes(self) -> None:
+        collector = FrameCollector()
+        records: list[dict[str, Any]] = []
+        with raw_server(collector.script) as url:
+            ws = WebSocket(url, trace=records.append)
+            for event in ws.connect(poll=60, ping_rate=None):
+                if event.name == "ready":
+                    start = len(records)
+                    for index in range(5):
+                        ws.send_text(f"message {index}")
+                    during = socket_sends(records[start:])
+                elif event.name == "poll":
+                    after = socket_sends(records[start:])
+                    ws.close()
+            assert collector.done.wait(5)
+        # One frame of "message N" is 2 + 4 + 9 bytes.
+        assert during == [("socket", 15)] + ["send_text"] * 5
+        assert after == during + [("socket", 4 * 15)]
+        assert collector.texts() == [f"message {index}" for index in range(5)]
+
+    @pytest.mark.timeout(10)
+    def test_a_large_burst_is_written_every_64_kib(self) -> None:
+        collector = FrameCollector()
+        records: list[dict[str, Any]] = []
+        message = "x" * 1000  # 1,008 bytes a frame
+        with raw_server(collector.script) as url:
+            ws = WebSocket(url, trace=records.append)
+            for event in ws.connect(poll=60, ping_rate=None):
+                if event.name == "ready":
+                    start = len(records)
+                    for _ in range(200):
+                        ws.send_text(message)
+                    during = [step for step in socket_sends(records[start:]) if step != "send_text"]
+                    ws.close()
+            assert collector.done.wait(5)
+        sizes = [length for _, length in during]
+        # The first frame alone, then a write as soon as 64 KiB have gathered (66
+        # frames), three times; the 200th frame waits for the loop.
+        assert sizes == [1008] + [1008 * 66] * 3
+        assert collector.texts() == [message] * 200
+
+    @pytest.mark.timeout(10)
+    def test_sends_before_leaving_the_loop_are_not_lost(self) -> None:
+        collector = FrameCollector()
+        with raw_server(collector.script) as url:
+            ws = WebSocket(url)
+            for event in ws.connect(poll=60, ping_rate=None):
+                if event.name == "ready":
+                    for index in range(3):
+                        ws.send_text(f"last words {index}")
+                    break
+            assert collector.done.wait(5)
+        assert collector.texts() == [f"last words {index}" for index in range(3)]
+
+    @pytest.mark.timeout(10)
+    def test_sends_from_another_thread_are_written_at_once(self) -> None:
+        collector = FrameCollector()
+        records: list[dict[str, Any]] = []
+        with raw_server(collector.script) as url:
+            ws = WebSocket(url, trace=records.append)
+            for event in ws.connect(poll=60, ping_rate=None):
+                if event.name == "ready":
+                    ws.send_text("from the loop")
+                    start = len(records)
+                    worker = threading.Thread(
+                        target=lambda: [ws.send_text("from a worker") for _ in range(3)]
+                    )
+                    worker.start()
+                    worker.join(5)
+                    during = socket_sends(records[start:])
+                    ws.close()
+            assert collector.done.wait(5)
+        assert during == [("socket", 19), "send_text"] * 3
+        assert collector.texts() == ["from the loop"] + ["from a worker"] * 3
+
+    @pytest.mark.timeout(10)
+    def test_a_burst_of_sends_is_echoed_whole_and_in_order(self) -> None:
+        with websockets_server(echo) as url:
+            ws = WebSocket(url)
+            received: list[str] = []
+            for event in ws.connect(poll=60, ping_rate=None):
+                if event.name == "ready":
+                    for index in range(1000):
+                        ws.send_text(str(index))
+                elif event.name == "text":
+                    received.append(event.text)
+                    if event.text == "999":
+                        ws.close()
+        assert received == [str(index) for index in range(1000)]
+        assert event.name == "disconnected" and event.graceful
+
+
+class TestSpinBeforeSleeping:
+    """The loop polls the socket briefly before it sleeps, while that pays."""
+
+    @staticmethod
+    def polls(session: WebsocketSession, results: list[bool]) -> list[str]:
+        """Call ``_spin`` once per result; ``_read`` answers from ``results``."""
+        answers = iter(results)
+        calls: list[str] = []
+
+        def fake_read(sock: Any) -> bool:
+            return next(answers)
+
+        session._read = fake_read  # type: ignore[method-assign]
+        session.spin_time = 0.0  # one read per poll: a poll is one _read call
+        for _ in range(len(results) * 200):
+            before = session._spin_skip
+            try:
+                session._spin(None, None)  # type: ignore[arg-type]
+            except StopIteration:
+                break
+            calls.append("skip" if before else "poll")
+        return calls
+
+    def test_a_poll_that_finds_nothing_skips_1_2_4_waits(self) -> None:
+        session = WebsocketSession(WebSocket("ws://127.0.0.1:1/"))
+        calls = self.polls(session, [False, False, False, True, False])
+        assert calls == (
+            ["poll", "skip"]  # nothing: skip 1
+            + ["poll", "skip", "skip"]  # nothing again: skip 2
+            + ["poll", "skip", "skip", "skip", "skip"]  # and 4
+            + ["poll"]  # data: back to polling every time
+            + ["poll", "skip"]  # nothing: skip 1 again
+        )
+
+    def test_skips_are_capped(self) -> None:
+        session = WebsocketSession(WebSocket("ws://127.0.0.1:1/"))
+        calls = self.polls(session, [False] * 10)
+        runs = "".join("p" if call == "poll" else "s" for call in calls).split("p")[1:]
+        assert [len(run) for run in runs] == [1, 2, 4, 8, 16, 32, 64, 128, 128, 128]
+
+    @pytest.mark.timeout(10)
+    def test_no_polling_with_a_spin_time_of_zero(self) -> None:
+        spins: list[float | None] = []
+
+        class NoSpin(WebsocketSession):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.spin_time = 0
+
+            def _spin(self, sock: Any, timeout: float | None) -> bool:
+                spins.append(timeout)
+                return super()._spin(sock, timeout)
+
+        with websockets_server(echo) as url:
+            ws = WebSocket(url)
+            for event in ws.connect(session_class=NoSpin, poll=60, ping_rate=None):
+                if event.name == "ready":
+                    ws.send_text("hello")
+                elif event.name == "text":
+                    ws.close()
+        assert spins == []
+        assert event.name == "disconnected" and event.graceful
+
+    def test_data_waiting_is_found_by_polling(self) -> None:
+        session = WebsocketSession(WebSocket("ws://127.0.0.1:1/"))
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            ours.setblocking(False)
+            theirs.sendall(b"HTTP/1.1 101 Switching Protocols\r\n")
+            assert session._spin(ours, None)
+            assert session._spin_skip == 0
+            # Nothing more: polling gives up after spin_time and skips the next wait.
+            started = time.perf_counter()
+            assert not session._spin(ours, None)
+            assert time.perf_counter() - started >= session.spin_time
+            assert session._spin_skip == 1
+
+    def test_polling_stops_at_the_next_deadline(self) -> None:
+        session = WebsocketSession(WebSocket("ws://127.0.0.1:1/"))
+        session.spin_time = 10.0
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            ours.setblocking(False)
+            started = time.perf_counter()
+            assert not session._spin(ours, 0.001)
+            assert time.perf_counter() - started < 1.0
