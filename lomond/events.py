@@ -8,7 +8,6 @@ names it does not know.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -325,6 +324,8 @@ class Text(Event):
     def json(self) -> Any:
         """The text parsed with :func:`json.loads` (raises what it raises)."""
         if self._json is _UNPARSED:
+            import json  # imported on first use: most programs never need it
+
             self._json = json.loads(self.text)
         return self._json
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -45,6 +44,8 @@ def make_key(random_bytes: bytes) -> bytes:
 
 def accept_key(key: bytes) -> str:
     """Return the ``Sec-WebSocket-Accept`` value the server must answer ``key`` with."""
+    import hashlib  # imported on first use: it loads OpenSSL's libcrypto
+
     return base64.b64encode(hashlib.sha1(key + WS_KEY).digest()).decode("ascii")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, Generator
@@ -61,7 +60,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 
 def exponential_backoff(
-    min_wait: float, max_wait: float, random_fraction: Callable[[], float] = random.random
+    min_wait: float, max_wait: float, random_fraction: Callable[[], float] | None = None
 ) -> BackoffCallable:
     """Return lomond's default back-off, ``min_wait + random() * min(span, 2 ** retries)``.
 
@@ -73,12 +72,18 @@ def exponential_backoff(
     Args:
         min_wait: The shortest delay.
         max_wait: The longest delay.
-        random_fraction: A source of numbers in ``[0, 1)`` (injectable for tests).
+        random_fraction: A source of numbers in ``[0, 1)`` (injectable for tests);
+            by default :func:`random.random`.
     """
+    if random_fraction is None:
+        import random  # imported here: a program that never reconnects never needs it
+
+        random_fraction = random.random
+    fraction = random_fraction
     span = max_wait - min_wait
 
     def delay(retries: int) -> float:
-        return min_wait + random_fraction() * min(span, 2.0 ** min(retries, _MAX_EXPONENT))
+        return min_wait + fraction() * min(span, 2.0 ** min(retries, _MAX_EXPONENT))
 
     return delay
 

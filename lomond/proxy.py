@@ -14,9 +14,7 @@ and never contains the proxy's credentials.
 from __future__ import annotations
 
 import base64
-import ipaddress
-from http import HTTPStatus
-from typing import Mapping, NamedTuple, Union
+from typing import TYPE_CHECKING, Mapping, NamedTuple, Union
 from urllib.parse import unquote, urlsplit
 
 from .errors import ConnectFail
@@ -36,8 +34,12 @@ REMOTE_DNS_SCHEMES = frozenset({"http", "https", "socks5h", "socks4a"})
 #: The longest reply header lomond reads from an HTTP proxy.
 MAX_REPLY_SIZE = 64 * 1024
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+if TYPE_CHECKING:
+    # ipaddress is imported where it is used: most connections never need it.
+    import ipaddress
+
+    IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+    IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 class Proxy(NamedTuple):
@@ -197,6 +199,8 @@ def select_proxy(
 
 def parse_ip_literal(text: str) -> IPAddress | None:
     """The IP address ``text`` spells (IPv6 without brackets), or ``None`` for a name."""
+    import ipaddress
+
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -205,6 +209,8 @@ def parse_ip_literal(text: str) -> IPAddress | None:
 
 def _parse_no_proxy_entry(entry: str) -> tuple[IPNetwork | str, int | None]:
     """Split one ``no_proxy`` entry into (network or domain, port or ``None``)."""
+    import ipaddress
+
     port: int | None = None
     if entry.startswith("["):
         # [IPv6] or [IPv6]:port
@@ -313,6 +319,8 @@ def check_connect_reply(header: bytes) -> Response:
     if not 200 <= code < 300:
         phrase = response.status
         if not phrase:
+            from http import HTTPStatus
+
             try:
                 phrase = HTTPStatus(code).phrase
             except ValueError:

@@ -26,7 +26,6 @@ import logging
 import select
 import selectors
 import socket
-import ssl
 import threading
 import time
 from collections import deque
@@ -38,7 +37,13 @@ from .errors import ConnectFail, TransportFail
 from .protocol import ClientProtocol, State
 from .timers import Timers
 from .trace import event_record
-from .transport import SocketLike, open_connection
+from .transport import (
+    PLAIN_WOULD_BLOCK,
+    SocketLike,
+    open_connection,
+    tls_pending,
+    would_block_errors,
+)
 
 if TYPE_CHECKING:
     from .websocket import WebSocket
@@ -59,8 +64,6 @@ SPIN_TIME = 100e-6
 #: After a poll that found nothing, the loop sleeps at once for the next 1, 2, 4, ...
 #: waits, up to this many, before polling again.
 MAX_SPIN_SKIP = 128
-
-_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 SelectorFactory = Callable[[], selectors.BaseSelector]
 
@@ -89,6 +92,10 @@ class WebsocketSession:
         self._selector_factory = selector_factory
         self._lock = threading.Lock()
         self._sock: SocketLike | None = None
+        # What reading or writing the socket raises when it would block, and (for TLS
+        # over a plain socket) its pending(): both set when the connection opens.
+        self._would_block: tuple[type[OSError], ...] = PLAIN_WOULD_BLOCK
+        self._tls_pending: Callable[[], int] | None = None
         self._proxy_url: str | None = None
         self._selector: selectors.BaseSelector | None = None
         self._write_interest = False
@@ -214,7 +221,7 @@ class WebsocketSession:
             chunk = pending[0]
             try:
                 sent = sock.send(chunk)
-            except _WOULD_BLOCK:
+            except self._would_block:
                 return
             self._pending_size -= sent
             self._sent_total += sent
@@ -317,7 +324,7 @@ class WebsocketSession:
         needs_context = websocket.is_secure or (proxy is not None and proxy.scheme == "https")
         try:
             context = websocket.get_ssl_context() if needs_context else None
-        except (OSError, ssl.SSLError) as error:
+        except OSError as error:  # ssl.SSLError included
             # e.g. an ssl_cafile that does not exist or holds no certificate
             raise ConnectFail(f"could not load the TLS settings: {error}") from None
         sock = open_connection(
@@ -352,6 +359,8 @@ class WebsocketSession:
                 raise ConnectFail(f"could not send the upgrade request: {error}") from None
             self._websocket_trace("socket_send", length=len(request))
             sock.setblocking(False)
+            self._would_block = would_block_errors(sock)
+            self._tls_pending = tls_pending(sock)
             self._sock = sock
         self._connect_deadline = deadline
         return sock
@@ -568,7 +577,7 @@ class WebsocketSession:
                 else:
                     data = sock.recv(READ_SIZE)
                     size = len(data)
-            except _WOULD_BLOCK:
+            except self._would_block:
                 return read
             except OSError as error:
                 with self._lock:
@@ -583,7 +592,8 @@ class WebsocketSession:
                     self.protocol.receive_eof()
                 self._flush_locked()
             # Decrypted bytes buffered inside the TLS layer never wake the selector.
-            if not size or not isinstance(sock, ssl.SSLSocket) or not sock.pending():
+            pending = self._tls_pending
+            if not size or pending is None or not pending():
                 return True
 
     def _note_event(self, event: events.Event) -> None:

@@ -26,7 +26,8 @@ _unverified_warning_logged = False
 _READ_SIZE = 64 * 1024
 #: Plaintext encrypted per ``send`` call (TLS inside TLS): four full TLS records.
 _SEND_SIZE = 64 * 1024
-_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+#: What a non-blocking TLS socket raises when a read or write would block.
+WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 # -- TLS settings ------------------------------------------------------------------
@@ -82,6 +83,11 @@ def _handshake_failure(error: OSError, server_hostname: str, deadline: Deadline)
     if isinstance(error, socket.timeout):
         return timed_out(deadline, f"in the TLS handshake with {server_hostname}")
     return ConnectFail(f"TLS handshake with {server_hostname} failed: {error}")
+
+
+def is_ssl_socket(sock: object) -> bool:
+    """Whether ``sock`` is an :class:`ssl.SSLSocket` (TLS over a plain socket)."""
+    return isinstance(sock, ssl.SSLSocket)
 
 
 def wrap_tls(
@@ -251,7 +257,7 @@ class NestedTLSSocket:
                 # possible; else the next ``send`` does.
                 try:
                     self._flush_locked()
-                except _WOULD_BLOCK:
+                except WOULD_BLOCK:
                     pass
         return b"".join(chunks)
 
@@ -268,7 +274,7 @@ class NestedTLSSocket:
             written: int = self._tls.write(chunk)
             try:
                 self._flush_locked()
-            except _WOULD_BLOCK:
+            except WOULD_BLOCK:
                 self._unsent_plaintext = written
                 raise
             return written

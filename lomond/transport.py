@@ -9,21 +9,26 @@ closed on every failure path.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
-import ssl
 import threading
-from typing import Any, Callable, List, Protocol, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Protocol, Tuple
 
 from .deadline import Deadline
 from .errors import ConnectFail
-from .proxy import Proxy, host_port
+from .proxy import Proxy, host_port, parse_ip_literal
 from .timeouts import socket_timeout, timed_out
-from .tls import make_ssl_context, wrap_tls, wrap_tls_in_tls
-from .tunnel import negotiate
+
+if TYPE_CHECKING:
+    import ssl
+
+# lomond.tls (and with it the ssl module) and lomond.tunnel are imported where they
+# are needed: a plain ws:// connection without a proxy never loads them.
 
 log = logging.getLogger("lomond")
+
+#: What a non-blocking plain socket raises when a read or write would block.
+PLAIN_WOULD_BLOCK = (BlockingIOError, InterruptedError)
 
 #: ``getaddrinfo`` results: ``(family, type, proto, canonname, sockaddr)``.
 AddressList = List[Tuple[Any, Any, int, str, Any]]
@@ -55,12 +60,26 @@ class SocketLike(Protocol):
 # -- DNS and TCP -------------------------------------------------------------------
 
 
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+def would_block_errors(sock: SocketLike) -> tuple[type[OSError], ...]:
+    """What a read or write of the non-blocking ``sock`` raises when it would block."""
+    if type(sock) is socket.socket:
+        return PLAIN_WOULD_BLOCK
+    from .tls import WOULD_BLOCK
+
+    return WOULD_BLOCK
+
+
+def tls_pending(sock: SocketLike) -> Callable[[], int] | None:
+    """``sock.pending`` if ``sock`` is an :class:`ssl.SSLSocket`, else ``None``.
+
+    Decrypted bytes that such a socket holds never wake the selector: the reader
+    asks ``pending()`` whether to read again.
+    """
+    if type(sock) is socket.socket:
+        return None
+    from .tls import is_ssl_socket
+
+    return sock.pending if is_ssl_socket(sock) else None  # type: ignore[attr-defined]
 
 
 def resolve(host: str, port: int, deadline: Deadline, family: int = 0) -> AddressList:
@@ -74,7 +93,7 @@ def resolve(host: str, port: int, deadline: Deadline, family: int = 0) -> Addres
         ConnectFail: The name does not resolve, or the deadline passed first.
     """
     # An IP literal is converted at once; only a name needs the resolver.
-    flags = socket.AI_NUMERICHOST if _is_ip_literal(host) else 0
+    flags = socket.AI_NUMERICHOST if parse_ip_literal(host) is not None else 0
     results: list[AddressList] = []
 
     def lookup() -> None:
@@ -168,8 +187,10 @@ def open_connection(
         return sock
     if on_tls is not None:
         on_tls()
-    if isinstance(sock, ssl.SSLSocket):
-        return wrap_tls_in_tls(sock, context, host, deadline)
+    from .tls import is_ssl_socket, wrap_tls, wrap_tls_in_tls
+
+    if is_ssl_socket(sock):
+        return wrap_tls_in_tls(sock, context, host, deadline)  # type: ignore[arg-type]
     return wrap_tls(sock, context, host, deadline)
 
 
@@ -184,13 +205,17 @@ def _open_tunnel(
     """Connect to ``proxy`` and have it open a tunnel to ``host:port``."""
     log.debug("connecting to %s through %s", host_port(host, port), proxy.url)
     target = host
-    if not proxy.resolves_remotely and not _is_ip_literal(host):
+    if not proxy.resolves_remotely and parse_ip_literal(host) is None:
         # socks5:// and socks4:// carry an address; SOCKS4 knows only IPv4.
         family = socket.AF_INET if proxy.scheme == "socks4" else 0
         target = resolve(host, port, deadline, family)[0][4][0]
     sock = open_tcp(proxy.host, proxy.port, deadline, peer="proxy ")
     if proxy.scheme == "https":
+        from .tls import make_ssl_context, wrap_tls
+
         sock = wrap_tls(sock, proxy_context or make_ssl_context(), proxy.host, deadline)
+    from .tunnel import negotiate
+
     try:
         negotiate(sock, proxy, target, port, deadline, user_agent)
     except BaseException:

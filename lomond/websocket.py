@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import ssl
-from typing import Any, Callable, Dict, Generator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, Sequence
 
 from . import events
 from .compression import Deflate
@@ -18,8 +16,10 @@ from .protocol import ClientProtocol, State
 from .proxy import Proxy, check_proxies, select_proxy
 from .session import WebsocketSession
 from .status import Status, is_valid_close_code
-from .tls import make_ssl_context
 from .url import parse_url
+
+if TYPE_CHECKING:
+    import ssl
 
 log = logging.getLogger("lomond")
 
@@ -168,6 +168,9 @@ class WebSocket:
         if self.ssl_context is not None:
             return self.ssl_context
         if self._default_ssl_context is None:
+            # Imported here: programs that never use TLS never load the ssl module.
+            from .tls import make_ssl_context
+
             self._default_ssl_context = make_ssl_context(self.ssl_verify, self.ssl_cafile)
         return self._default_ssl_context
 
@@ -361,6 +364,8 @@ class WebSocket:
             _obj = kwargs
         elif kwargs:
             raise ValueError("send_json takes one positional object or keyword arguments, not both")
+        import json  # imported on first use, as in events.Text.json
+
         self.send_text(json.dumps(_obj))
 
     def send_ping(self, data: bytes = b"") -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -237,12 +236,13 @@ class TestTextJson:
     ) -> None:
         # 0.3.x cached with "is None", so a JSON null was parsed on every access.
         calls: list[str] = []
+        original = json.loads
 
         def loads(text: str) -> Any:
             calls.append(text)
-            return json.loads(text)
+            return original(text)
 
-        monkeypatch.setattr(events, "json", SimpleNamespace(loads=loads))
+        monkeypatch.setattr(json, "loads", loads)
         event = Text(text)
         assert event.json == value
         assert event.json == value
@@ -250,7 +250,7 @@ class TestTextJson:
 
     def test_parsed_lazily(self, monkeypatch: pytest.MonkeyPatch) -> None:
         calls: list[str] = []
-        monkeypatch.setattr(events, "json", SimpleNamespace(loads=calls.append))
+        monkeypatch.setattr(json, "loads", calls.append)
         Text("not json at all")
         assert calls == []
 

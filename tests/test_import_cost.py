@@ -1,0 +1,83 @@
+"""``import lomond`` loads only what every connection needs (issue 6: import time).
+
+TLS (``ssl``, ``lomond.tls``), proxies (``lomond.tunnel``, ``lomond.socks``), JSON,
+``hashlib`` (OpenSSL's libcrypto) and ``random`` are imported where they are first
+used, so a program that never needs them never pays for loading them. The
+benchmarks measure the time (``benchmarks/``); this test keeps the list honest.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+DEFERRED = [
+    "ssl",
+    "_ssl",
+    "json",
+    "hashlib",
+    "_hashlib",
+    "random",
+    "http",
+    "email",
+    "lomond.tls",
+    "lomond.tunnel",
+    "lomond.socks",
+    "lomond.console",
+    "lomond.cli",
+]
+
+
+def modules_after(code: str, site: bool = False) -> set[str]:
+    """The modules loaded after running ``code`` in a fresh interpreter.
+
+    Without ``site`` the interpreter runs with ``-S``: no ``.pth`` file can import
+    anything first (but nothing from site-packages, such as certifi, is found).
+    """
+    script = f"import sys, json\nbefore = set(sys.modules)\n{code}\n"
+    script += "print(json.dumps(sorted(set(sys.modules) - before)))"
+    finished = subprocess.run(
+        [sys.executable, *([] if site else ["-S"]), "-c", script],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(json.loads(finished.stdout))
+
+
+def test_import_lomond_defers_what_few_programs_need() -> None:
+    # json was imported by the harness before the baseline: check it on its own.
+    loaded = modules_after("import lomond")
+    assert "lomond.websocket" in loaded
+    assert sorted(loaded & set(DEFERRED) - {"json"}) == []
+    script = "import sys\nimport lomond\nprint('json' in sys.modules)"
+    finished = subprocess.run(
+        [sys.executable, "-S", "-c", script],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert finished.stdout.strip() == "False"
+
+
+def test_what_is_deferred_is_there_when_used() -> None:
+    code = (
+        "import lomond\n"
+        "from lomond.events import Text\n"
+        "assert Text('[1]').json == [1]\n"
+        "from lomond.handshake import accept_key\n"
+        "assert accept_key(b'dGhlIHNhbXBsZSBub25jZQ==') == 's3pPLMBiTxaQ9kYGzzhZRbK+xOo='\n"
+        "ws = lomond.WebSocket('wss://example.org/')\n"
+        "ws.get_ssl_context()\n"
+        "lomond.persist.__module__\n"
+        "from lomond.persist import exponential_backoff\n"
+        "assert 0 <= exponential_backoff(0, 1)(0) <= 1\n"
+    )
+    loaded = modules_after(code, site=True)
+    assert {"ssl", "lomond.tls"} <= loaded  # (site may have imported the others first)
