@@ -24,6 +24,7 @@ from types import FrameType
 from typing import Any, Callable, Iterator, Sequence
 
 from lomond import WebSocket, events, persist
+from lomond.errors import WebSocketUnavailable
 
 DEFAULT_URL = "wss://ws.kraken.com/v2"
 
@@ -63,7 +64,10 @@ def run(
     for event in persist(websocket, exit_event=exit_event, **persist_options):
         if isinstance(event, events.Ready):
             output(f"connected to {url}; subscribing to {', '.join(symbols)}")
-            websocket.send_json(subscribe_request(symbols))
+            try:
+                websocket.send_json(subscribe_request(symbols))
+            except WebSocketUnavailable:
+                pass  # closing already (exit_event was set): the loop ends by itself
         elif isinstance(event, events.Text):
             try:
                 message = event.json
