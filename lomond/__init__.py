@@ -6,8 +6,6 @@
 ...     print(event)
 """
 
-import logging
-
 from . import events
 from ._version import __version__
 from .persist import persist
@@ -16,6 +14,5 @@ from .websocket import WebSocket
 
 __all__ = ["WebSocket", "__version__", "events", "persist", "Status"]
 
-# A library leaves the choice of log output to the application (logging HOWTO):
-# without this, Python's last-resort handler would print lomond's warnings to stderr.
-logging.getLogger("lomond").addHandler(logging.NullHandler())
+# lomond's logger ("lomond") gets its NullHandler when lomond first logs: see
+# lomond.logger, which also keeps `import lomond` from importing logging.

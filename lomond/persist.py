@@ -7,18 +7,16 @@ event flow, the back-off table and the reasons behind the design are in
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, Generator
 
 from . import events
+from .logger import log
 
 if TYPE_CHECKING:
     from .websocket import WebSocket
-
-log = logging.getLogger("lomond")
 
 #: Gives the back-off delay in seconds for a count of failed attempts (see
 #: :func:`exponential_backoff`).

@@ -22,7 +22,6 @@ sleeps while replies come fast (see :meth:`WebsocketSession._spin`).
 
 from __future__ import annotations
 
-import logging
 import select
 import selectors
 import socket
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Callable, Deque, Generator, TypeVar
 from . import events
 from .deadline import Clock, Deadline
 from .errors import ConnectFail, TransportFail
+from .logger import log
 from .protocol import ClientProtocol, State
 from .timers import Timers
 from .trace import event_record
@@ -47,8 +47,6 @@ from .transport import (
 
 if TYPE_CHECKING:
     from .websocket import WebSocket
-
-log = logging.getLogger("lomond")
 
 T = TypeVar("T")
 

@@ -8,7 +8,6 @@ the reason (certificate verification details included), and the socket is closed
 
 from __future__ import annotations
 
-import logging
 import socket
 import ssl
 import threading
@@ -16,9 +15,8 @@ from typing import Any
 
 from .deadline import Deadline
 from .errors import ConnectFail
+from .logger import log
 from .timeouts import socket_timeout, timed_out
-
-log = logging.getLogger("lomond")
 
 _unverified_warning_logged = False
 

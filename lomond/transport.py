@@ -9,13 +9,13 @@ closed on every failure path.
 
 from __future__ import annotations
 
-import logging
 import socket
 import threading
 from typing import TYPE_CHECKING, Any, Callable, List, Protocol, Tuple
 
 from .deadline import Deadline
 from .errors import ConnectFail
+from .logger import log
 from .proxy import Proxy, host_port, parse_ip_literal
 from .timeouts import socket_timeout, timed_out
 
@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
 # lomond.tls (and with it the ssl module) and lomond.tunnel are imported where they
 # are needed: a plain ws:// connection without a proxy never loads them.
-
-log = logging.getLogger("lomond")
 
 #: What a non-blocking plain socket raises when a read or write would block.
 PLAIN_WOULD_BLOCK = (BlockingIOError, InterruptedError)

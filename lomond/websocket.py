@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, Sequence
 
@@ -12,6 +11,7 @@ from .constants import USER_AGENT
 from .errors import TransportFail, WebSocketUnavailable
 from .frames import Opcode, truncate_utf8
 from .handshake import HeadersArgument, build_request, make_key, normalize_headers, validate_header
+from .logger import log
 from .protocol import ClientProtocol, State
 from .proxy import Proxy, check_proxies, select_proxy
 from .session import WebsocketSession
@@ -20,8 +20,6 @@ from .url import parse_url
 
 if TYPE_CHECKING:
     import ssl
-
-log = logging.getLogger("lomond")
 
 #: Receives one dict per step of a connection (SPEC §11).
 TraceCallable = Callable[[Dict[str, Any]], None]

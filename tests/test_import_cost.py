@@ -1,21 +1,28 @@
 """``import lomond`` loads only what every connection needs (issue 6: import time).
 
 TLS (``ssl``, ``lomond.tls``), proxies (``lomond.tunnel``, ``lomond.socks``), JSON,
-``hashlib`` (OpenSSL's libcrypto) and ``random`` are imported where they are first
-used, so a program that never needs them never pays for loading them. The
-benchmarks measure the time (``benchmarks/``); this test keeps the list honest.
+``hashlib`` (OpenSSL's libcrypto), ``random`` and ``logging`` (see
+``lomond.logger``) are imported where they are first used, so a program that never
+needs them never pays for loading them. The benchmarks measure the time
+(``benchmarks/``); this test keeps the list honest.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from lomond.logger import log
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 DEFERRED = [
+    "logging",
     "ssl",
     "_ssl",
     "json",
@@ -81,3 +88,57 @@ def test_what_is_deferred_is_there_when_used() -> None:
     )
     loaded = modules_after(code, site=True)
     assert {"ssl", "lomond.tls"} <= loaded  # (site may have imported the others first)
+
+
+class TestLogger:
+    """``lomond.logger.log``: logging.getLogger("lomond"), set up on first use."""
+
+    def test_records_name_the_caller(self, caplog: pytest.LogCaptureFixture) -> None:
+        with caplog.at_level(logging.DEBUG, logger="lomond"):
+            log.debug("debug %s", 1)
+            log.info("info %s", 2)
+            log.warning("warning %s", 3)
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                log.exception("exception %s", 4)
+        records = [record for record in caplog.records if record.name == "lomond"]
+        assert [record.getMessage() for record in records] == [
+            "debug 1",
+            "info 2",
+            "warning 3",
+            "exception 4",
+        ]
+        assert {record.funcName for record in records} == {"test_records_name_the_caller"}
+        assert {record.pathname for record in records} == {__file__}
+        assert records[-1].exc_info is not None and records[-1].exc_info[0] is ValueError
+
+    def test_one_null_handler_however_often_it_logs(self) -> None:
+        code = (
+            "import logging\n"
+            "from lomond.logger import get_logger, log\n"
+            "for _ in range(3):\n"
+            "    log.debug('again')\n"
+            "assert get_logger() is logging.getLogger('lomond')\n"
+            "print([type(handler).__name__ for handler in get_logger().handlers])\n"
+        )
+        finished = subprocess.run(
+            [sys.executable, "-S", "-c", code],
+            cwd=REPOSITORY,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert finished.stdout.strip() == "['NullHandler']"
+
+    def test_nothing_reaches_stderr_without_configuration(self) -> None:
+        # Python's last-resort handler prints warnings of loggers without handlers.
+        code = "from lomond.logger import log\nlog.warning('not for stderr')\n"
+        finished = subprocess.run(
+            [sys.executable, "-S", "-c", code],
+            cwd=REPOSITORY,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert finished.stderr == ""
