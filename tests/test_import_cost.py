@@ -39,22 +39,28 @@ DEFERRED = [
 ]
 
 
-def modules_after(code: str, site: bool = False) -> set[str]:
-    """The modules loaded after running ``code`` in a fresh interpreter.
+def run_python(code: str, site: bool = False) -> str:
+    """Run ``code`` in a fresh interpreter; return what it printed.
 
     Without ``site`` the interpreter runs with ``-S``: no ``.pth`` file can import
     anything first (but nothing from site-packages, such as certifi, is found).
     """
-    script = f"import sys, json\nbefore = set(sys.modules)\n{code}\n"
-    script += "print(json.dumps(sorted(set(sys.modules) - before)))"
     finished = subprocess.run(
-        [sys.executable, *([] if site else ["-S"]), "-c", script],
+        [sys.executable, *([] if site else ["-S"]), "-c", code],
         cwd=REPOSITORY,
         capture_output=True,
         text=True,
         check=True,
     )
-    return set(json.loads(finished.stdout))
+    assert finished.stderr == ""
+    return finished.stdout.strip()
+
+
+def modules_after(code: str, site: bool = False) -> set[str]:
+    """The modules loaded after running ``code`` in a fresh interpreter."""
+    script = f"import sys, json\nbefore = set(sys.modules)\n{code}\n"
+    script += "print(json.dumps(sorted(set(sys.modules) - before)))"
+    return set(json.loads(run_python(script, site)))
 
 
 def test_import_lomond_defers_what_few_programs_need() -> None:
@@ -62,15 +68,7 @@ def test_import_lomond_defers_what_few_programs_need() -> None:
     loaded = modules_after("import lomond")
     assert "lomond.websocket" in loaded
     assert sorted(loaded & set(DEFERRED) - {"json"}) == []
-    script = "import sys\nimport lomond\nprint('json' in sys.modules)"
-    finished = subprocess.run(
-        [sys.executable, "-S", "-c", script],
-        cwd=REPOSITORY,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert finished.stdout.strip() == "False"
+    assert run_python("import sys\nimport lomond\nprint('json' in sys.modules)") == "False"
 
 
 def test_what_is_deferred_is_there_when_used() -> None:
@@ -122,23 +120,9 @@ class TestLogger:
             "assert get_logger() is logging.getLogger('lomond')\n"
             "print([type(handler).__name__ for handler in get_logger().handlers])\n"
         )
-        finished = subprocess.run(
-            [sys.executable, "-S", "-c", code],
-            cwd=REPOSITORY,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert finished.stdout.strip() == "['NullHandler']"
+        assert run_python(code) == "['NullHandler']"
 
     def test_nothing_reaches_stderr_without_configuration(self) -> None:
         # Python's last-resort handler prints warnings of loggers without handlers.
         code = "from lomond.logger import log\nlog.warning('not for stderr')\n"
-        finished = subprocess.run(
-            [sys.executable, "-S", "-c", code],
-            cwd=REPOSITORY,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert finished.stderr == ""
+        assert run_python(code) == ""  # run_python checks that stderr is empty

@@ -10,7 +10,7 @@ import threading
 from array import array
 from itertools import cycle
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 from hypothesis import given, settings
@@ -35,23 +35,21 @@ except ImportError:  # not built: no compiler, or installed with LOMOND_NO_EXTEN
 MaskFunction = Callable[..., bytes]
 REPOSITORY = Path(__file__).resolve().parents[1]
 
-IMPLEMENTATIONS = [
-    pytest.param(mask_python, id="python"),
-    pytest.param(
-        getattr(_speedups, "mask", None),
-        id="c",
-        marks=pytest.mark.skipif(_speedups is None, reason="lomond._speedups is not built"),
-    ),
-]
 
-PREFIXED_IMPLEMENTATIONS = [
-    pytest.param(prefixed_mask_python, id="python"),
-    pytest.param(
-        getattr(_speedups, "prefixed_mask", None),
-        id="c",
-        marks=pytest.mark.skipif(_speedups is None, reason="lomond._speedups is not built"),
-    ),
-]
+def implementations(python: MaskFunction, name: str) -> list[Any]:
+    """The pure-Python function and its C twin ``_speedups.<name>`` (skipped if not built)."""
+    return [
+        pytest.param(python, id="python"),
+        pytest.param(
+            getattr(_speedups, name, None),
+            id="c",
+            marks=pytest.mark.skipif(_speedups is None, reason="lomond._speedups is not built"),
+        ),
+    ]
+
+
+IMPLEMENTATIONS = implementations(mask_python, "mask")
+PREFIXED_IMPLEMENTATIONS = implementations(prefixed_mask_python, "prefixed_mask")
 
 
 def reference_mask(key: bytes, data: bytes) -> bytes:

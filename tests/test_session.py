@@ -12,7 +12,7 @@ import gc
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 from servers import RawConnection, echo, frame, names, raw_server, websockets_server
@@ -671,7 +671,7 @@ class FrameCollector:
         return [payload.decode() for opcode, payload in self.frames if opcode == 1]
 
 
-def socket_sends(records: list[dict[str, Any]]) -> list[Any]:
+def socket_sends(records: List[Dict[str, Any]]) -> list[Any]:
     """The trace as ``("send", length)`` per ``socket_send`` and the names of the calls."""
     steps: list[Any] = []
     for record in records:
@@ -683,47 +683,65 @@ def socket_sends(records: list[dict[str, Any]]) -> list[Any]:
     return steps
 
 
+Records = List[Dict[str, Any]]
+
+
+def collect_frames(
+    on_event: Callable[[WebSocket, events.Event, Records], None],
+) -> tuple[FrameCollector, Records]:
+    """Run a connection to a :class:`FrameCollector` with a trace, to its end.
+
+    ``on_event(ws, event, records)`` sees every event and the trace so far.
+    """
+    collector = FrameCollector()
+    records: Records = []
+    with raw_server(collector.script) as url:
+        ws = WebSocket(url, trace=records.append)
+        for event in ws.connect(poll=60, ping_rate=None):
+            on_event(ws, event, records)
+        assert collector.done.wait(5)
+    return collector, records
+
+
 class TestGatheredSends:
     """Sends from the loop body: the first one is written at once, the next ones
     together when the application asks for the next event (SPEC §2, docs/sending)."""
 
     @pytest.mark.timeout(10)
     def test_first_send_at_once_the_rest_when_the_loop_resumes(self) -> None:
-        collector = FrameCollector()
-        records: list[dict[str, Any]] = []
-        with raw_server(collector.script) as url:
-            ws = WebSocket(url, trace=records.append)
-            for event in ws.connect(poll=60, ping_rate=None):
-                if event.name == "ready":
-                    start = len(records)
-                    for index in range(5):
-                        ws.send_text(f"message {index}")
-                    during = socket_sends(records[start:])
-                elif event.name == "poll":
-                    after = socket_sends(records[start:])
-                    ws.close()
-            assert collector.done.wait(5)
+        seen: dict[str, list[Any]] = {}
+
+        def on_event(ws: WebSocket, event: events.Event, records: Records) -> None:
+            if event.name == "ready":
+                seen["start"] = [len(records)]
+                for index in range(5):
+                    ws.send_text(f"message {index}")
+                seen["during"] = socket_sends(records[seen["start"][0] :])
+            elif event.name == "poll":
+                seen["after"] = socket_sends(records[seen["start"][0] :])
+                ws.close()
+
+        collector, _ = collect_frames(on_event)
         # One frame of "message N" is 2 + 4 + 9 bytes.
-        assert during == [("socket", 15)] + ["send_text"] * 5
-        assert after == during + [("socket", 4 * 15)]
+        assert seen["during"] == [("socket", 15)] + ["send_text"] * 5
+        assert seen["after"] == seen["during"] + [("socket", 4 * 15)]
         assert collector.texts() == [f"message {index}" for index in range(5)]
 
     @pytest.mark.timeout(10)
     def test_a_large_burst_is_written_every_64_kib(self) -> None:
-        collector = FrameCollector()
-        records: list[dict[str, Any]] = []
         message = "x" * 1000  # 1,008 bytes a frame
-        with raw_server(collector.script) as url:
-            ws = WebSocket(url, trace=records.append)
-            for event in ws.connect(poll=60, ping_rate=None):
-                if event.name == "ready":
-                    start = len(records)
-                    for _ in range(200):
-                        ws.send_text(message)
-                    during = [step for step in socket_sends(records[start:]) if step != "send_text"]
-                    ws.close()
-            assert collector.done.wait(5)
-        sizes = [length for _, length in during]
+        sizes: list[int] = []
+
+        def on_event(ws: WebSocket, event: events.Event, records: Records) -> None:
+            if event.name == "ready":
+                start = len(records)
+                for _ in range(200):
+                    ws.send_text(message)
+                steps = socket_sends(records[start:])
+                sizes.extend(step[1] for step in steps if isinstance(step, tuple))
+                ws.close()
+
+        collector, _ = collect_frames(on_event)
         # The first frame alone, then a write as soon as 64 KiB have gathered (66
         # frames), three times; the 200th frame waits for the loop.
         assert sizes == [1008] + [1008 * 66] * 3
@@ -744,22 +762,21 @@ class TestGatheredSends:
 
     @pytest.mark.timeout(10)
     def test_sends_from_another_thread_are_written_at_once(self) -> None:
-        collector = FrameCollector()
-        records: list[dict[str, Any]] = []
-        with raw_server(collector.script) as url:
-            ws = WebSocket(url, trace=records.append)
-            for event in ws.connect(poll=60, ping_rate=None):
-                if event.name == "ready":
-                    ws.send_text("from the loop")
-                    start = len(records)
-                    worker = threading.Thread(
-                        target=lambda: [ws.send_text("from a worker") for _ in range(3)]
-                    )
-                    worker.start()
-                    worker.join(5)
-                    during = socket_sends(records[start:])
-                    ws.close()
-            assert collector.done.wait(5)
+        during: list[Any] = []
+
+        def on_event(ws: WebSocket, event: events.Event, records: Records) -> None:
+            if event.name == "ready":
+                ws.send_text("from the loop")
+                start = len(records)
+                worker = threading.Thread(
+                    target=lambda: [ws.send_text("from a worker") for _ in range(3)]
+                )
+                worker.start()
+                worker.join(5)
+                during.extend(socket_sends(records[start:]))
+                ws.close()
+
+        collector, _ = collect_frames(on_event)
         assert during == [("socket", 19), "send_text"] * 3
         assert collector.texts() == ["from the loop"] + ["from a worker"] * 3
 
