@@ -52,7 +52,9 @@ class LazyLogger:
 
     def exception(self, message: str, *args: object) -> None:
         """Log ``message`` with the exception being handled (call it in ``except``)."""
-        get_logger().exception(message, *args, stacklevel=2)
+        # Logger.exception() adds a frame of its own, which Python before 3.11 counts
+        # in stacklevel: error(exc_info=True) names the caller on every version.
+        get_logger().error(message, *args, exc_info=True, stacklevel=2)
 
 
 #: What lomond's modules log with.

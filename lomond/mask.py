@@ -95,6 +95,8 @@ def prefixed_mask_python(prefix: BytesLike, key: BytesLike, data: BytesLike, /) 
         TypeError: ``prefix``, ``key`` or ``data`` is not bytes-like.
         ValueError: ``key`` is not 4 bytes long.
     """
+    if type(key) is not bytes or len(key) != 4:
+        key = _checked_key(key)  # first, as the C version checks it first
     if type(prefix) is not bytes:
         prefix = memoryview(prefix).tobytes()  # TypeError if it is not bytes-like
     return _masked(prefix, key, data)

@@ -14,7 +14,7 @@ waits, so a server that stops reading cannot stall the timers, and a server that
 echoes cannot deadlock it (the loop keeps reading while its output waits); sends
 from the loop body are therefore only bounded by the memory they occupy.
 
-Speed: frames sent from the loop body after the first (for one event) gather and
+Speed: frames sent from the loop body after the first 8 (for one event) gather and
 go out in one write when the application asks for the next event (see
 :meth:`WebsocketSession.call`), and the loop polls the socket briefly before it
 sleeps while replies come fast (see :meth:`WebsocketSession._spin`).
@@ -54,8 +54,10 @@ T = TypeVar("T")
 READ_SIZE = 256 * 1024
 #: A thread other than the loop's waits while more than this many bytes are queued.
 HIGH_WATER = 4 * 1024 * 1024
-#: Frames the loop body sends after its first one (for one event) are written together
-#: when it asks for the next event, or as soon as this many bytes have gathered.
+#: The loop body's first frames (for one event) are written at once, this many; the
+#: next ones are written together when it asks for the next event, or as soon as
+#: :data:`GATHER_LIMIT` bytes have gathered.
+GATHER_AFTER = 8
 GATHER_LIMIT = 64 * 1024
 #: Seconds the loop polls the socket before it sleeps, while replies come that fast.
 SPIN_TIME = 100e-6
@@ -107,9 +109,9 @@ class WebsocketSession:
         self._wake_writer: socket.socket | None = None
         self._loop_thread: int | None = None
         # While the application handles an event (the generator is suspended), and
-        # whether it has written a frame since.
+        # how many of its frames were written at once since (see call()).
         self._suspended = False
-        self._wrote_while_suspended = False
+        self._writes_while_suspended = 0
         #: Seconds to poll the socket before sleeping (0 never polls; see _spin).
         self.spin_time = SPIN_TIME
         self._spin_skip = 0
@@ -145,10 +147,10 @@ class WebsocketSession:
         queue over the high-water mark waits for it to shrink (see the module
         docstring). Closing does not wait: the close frame joins the queue.
 
-        In the loop's thread, while the application handles an event, the first
-        frame is written at once and the next ones gather (up to
-        :data:`GATHER_LIMIT` bytes) until the application asks for the next event:
-        a burst of sends then costs one system call, not one per frame.
+        In the loop's thread, while the application handles an event, its first
+        :data:`GATHER_AFTER` frames are written at once and the next ones gather (up
+        to :data:`GATHER_LIMIT` bytes) until the application asks for the next
+        event: a burst of sends then costs one system call, not one per frame.
 
         Raises:
             TransportFail: The socket failed while sending.
@@ -158,9 +160,11 @@ class WebsocketSession:
         with self._lock:
             result = action(self.protocol)
             if in_loop and self._suspended:
-                if self._wrote_while_suspended and self.protocol.output_size < GATHER_LIMIT:
-                    return result  # written by _resume, or with the next frames
-                self._wrote_while_suspended = True
+                if self._writes_while_suspended >= GATHER_AFTER:
+                    if self.protocol.output_size < GATHER_LIMIT:
+                        return result  # written by _resume, or with the next frames
+                else:
+                    self._writes_while_suspended += 1
             self._flush_locked(raise_errors=True)
             queued = self._queued_total
         if not in_loop:
@@ -172,6 +176,7 @@ class WebsocketSession:
     def force_disconnect(self) -> None:
         """Drop the connection; the loop then yields ``Disconnected(graceful=False)``."""
         with self._lock:
+            self._flush_locked()  # what the loop body gathered goes first, as it was sent
             self.protocol.abort("disconnected by force_disconnect()")
             sock = self._sock
             if sock is not None:
@@ -182,8 +187,13 @@ class WebsocketSession:
         self._wake()
 
     def close(self) -> None:
-        """Close the socket at once (no close frame). Safe to call at any time."""
+        """Close the socket at once (no close frame). Safe to call at any time.
+
+        Frames the loop body gathered are written first, as far as the socket takes
+        them without waiting.
+        """
         with self._lock:
+            self._flush_locked()
             self._close_socket_locked()
 
     # -- output -------------------------------------------------------------------
@@ -422,7 +432,7 @@ class WebsocketSession:
                 # Inline for speed: self._resume()
                 self._suspended = False
                 self._loop_thread = get_ident()
-                if self._wrote_while_suspended:
+                if self._writes_while_suspended:
                     self._flush_gathered()
                 if kind is events.Ready:
                     timers.ready()
@@ -448,11 +458,11 @@ class WebsocketSession:
         """Back from the application: note its thread, write what its sends gathered."""
         self._suspended = False
         self._loop_thread = threading.get_ident()
-        if self._wrote_while_suspended:
+        if self._writes_while_suspended:
             self._flush_gathered()
 
     def _flush_gathered(self) -> None:
-        self._wrote_while_suspended = False
+        self._writes_while_suspended = 0
         with self._lock:
             self._flush_locked()
 

@@ -249,6 +249,8 @@ class TestPrefixedMask:
     def test_errors_are_those_of_mask(self, implementation: MaskFunction) -> None:
         with pytest.raises(ValueError, match="masking key must be 4 bytes"):
             implementation(b"", b"abc", b"data")
+        with pytest.raises(ValueError, match="masking key must be 4 bytes"):
+            implementation("not bytes", b"abc", b"data")  # the key is checked first
         for bad in ("text", None, 5):
             with pytest.raises(TypeError):
                 implementation(bad, b"\x01\x02\x03\x04", b"data")

@@ -704,28 +704,29 @@ def collect_frames(
 
 
 class TestGatheredSends:
-    """Sends from the loop body: the first one is written at once, the next ones
+    """Sends from the loop body: the first 8 are written at once, the next ones
     together when the application asks for the next event (SPEC §2, docs/sending)."""
 
     @pytest.mark.timeout(10)
-    def test_first_send_at_once_the_rest_when_the_loop_resumes(self) -> None:
+    def test_first_sends_at_once_the_rest_when_the_loop_resumes(self) -> None:
         seen: dict[str, list[Any]] = {}
+        messages = [f"message {index:02}" for index in range(12)]
 
         def on_event(ws: WebSocket, event: events.Event, records: Records) -> None:
             if event.name == "ready":
                 seen["start"] = [len(records)]
-                for index in range(5):
-                    ws.send_text(f"message {index}")
+                for message in messages:
+                    ws.send_text(message)
                 seen["during"] = socket_sends(records[seen["start"][0] :])
             elif event.name == "poll":
                 seen["after"] = socket_sends(records[seen["start"][0] :])
                 ws.close()
 
         collector, _ = collect_frames(on_event)
-        # One frame of "message N" is 2 + 4 + 9 bytes.
-        assert seen["during"] == [("socket", 15)] + ["send_text"] * 5
-        assert seen["after"] == seen["during"] + [("socket", 4 * 15)]
-        assert collector.texts() == [f"message {index}" for index in range(5)]
+        # One frame of "message NN" is 2 + 4 + 10 bytes.
+        assert seen["during"] == [("socket", 16), "send_text"] * 8 + ["send_text"] * 4
+        assert seen["after"] == seen["during"] + [("socket", 4 * 16)]
+        assert collector.texts() == messages
 
     @pytest.mark.timeout(10)
     def test_a_large_burst_is_written_every_64_kib(self) -> None:
@@ -742,9 +743,9 @@ class TestGatheredSends:
                 ws.close()
 
         collector, _ = collect_frames(on_event)
-        # The first frame alone, then a write as soon as 64 KiB have gathered (66
-        # frames), three times; the 200th frame waits for the loop.
-        assert sizes == [1008] + [1008 * 66] * 3
+        # The first 8 frames alone, then a write as soon as 64 KiB have gathered (66
+        # frames), twice; the last 60 frames wait for the loop.
+        assert sizes == [1008] * 8 + [1008 * 66] * 2
         assert collector.texts() == [message] * 200
 
     @pytest.mark.timeout(10)
@@ -754,11 +755,11 @@ class TestGatheredSends:
             ws = WebSocket(url)
             for event in ws.connect(poll=60, ping_rate=None):
                 if event.name == "ready":
-                    for index in range(3):
+                    for index in range(12):
                         ws.send_text(f"last words {index}")
                     break
             assert collector.done.wait(5)
-        assert collector.texts() == [f"last words {index}" for index in range(3)]
+        assert collector.texts() == [f"last words {index}" for index in range(12)]
 
     @pytest.mark.timeout(10)
     def test_sends_from_another_thread_are_written_at_once(self) -> None:
@@ -766,7 +767,8 @@ class TestGatheredSends:
 
         def on_event(ws: WebSocket, event: events.Event, records: Records) -> None:
             if event.name == "ready":
-                ws.send_text("from the loop")
+                for _ in range(9):
+                    ws.send_text("from the loop")  # the 9th gathers
                 start = len(records)
                 worker = threading.Thread(
                     target=lambda: [ws.send_text("from a worker") for _ in range(3)]
@@ -777,8 +779,37 @@ class TestGatheredSends:
                 ws.close()
 
         collector, _ = collect_frames(on_event)
-        assert during == [("socket", 19), "send_text"] * 3
-        assert collector.texts() == ["from the loop"] + ["from a worker"] * 3
+        # The worker's first write takes the gathered frame along, in order.
+        assert during == [("socket", 38), "send_text"] + [("socket", 19), "send_text"] * 2
+        assert collector.texts() == ["from the loop"] * 9 + ["from a worker"] * 3
+
+    @pytest.mark.timeout(10)
+    def test_force_disconnect_writes_what_gathered_first(self) -> None:
+        def on_event(ws: WebSocket, event: events.Event, records: Records) -> None:
+            if event.name == "ready":
+                for index in range(12):
+                    ws.send_text(f"before the drop {index}")
+                ws.force_disconnect()
+
+        collector, _ = collect_frames(on_event)
+        assert collector.texts() == [f"before the drop {index}" for index in range(12)]
+
+    @pytest.mark.timeout(10)
+    def test_closing_the_websocket_writes_what_gathered(self) -> None:
+        # The generator is kept (so not finalised) after the loop is left: the
+        # context manager's exit closes the socket, writing what gathered first.
+        collector = FrameCollector()
+        with raw_server(collector.script) as url:
+            with WebSocket(url) as ws:
+                generator = ws.connect(poll=60, ping_rate=None)
+                for event in generator:
+                    if event.name == "ready":
+                        for index in range(12):
+                            ws.send_text(f"kept {index}")
+                        break
+            assert collector.done.wait(5)
+            generator.close()
+        assert collector.texts() == [f"kept {index}" for index in range(12)]
 
     @pytest.mark.timeout(10)
     def test_a_burst_of_sends_is_echoed_whole_and_in_order(self) -> None:
