@@ -289,14 +289,28 @@ class PerMessageDeflate:
         """
         if final:
             payload += _TAIL
-        if limit is not None and len(payload) * _MAX_EXPANSION <= limit:
-            limit = None  # cannot inflate past the limit: no need to inflate in steps
         pieces: list[bytes] = []
+        if limit is None or len(payload) * _MAX_EXPANSION <= limit:
+            # It cannot inflate past the limit: one zlib call, the common case.
+            decompressor = self._decompressor_for()
+            try:
+                data = decompressor.decompress(payload)
+            except zlib.error as error:
+                raise ProtocolError(f"invalid compressed data ({error})") from None
+            if not decompressor.eof:
+                if final and self.server_no_context_takeover:
+                    self._decompressor = None
+                return data
+            # BFINAL ended the stream early: the loop below reads on (see there).
+            pieces.append(data)
+            limit = None
+            payload = decompressor.unused_data
+            self._decompressor = None
+            if not payload:
+                return data
         size = 0
         while True:
-            decompressor = self._decompressor
-            if decompressor is None:
-                decompressor = self._decompressor = zlib.decompressobj(-self._decompress_bits)
+            decompressor = self._decompressor_for()
             # Inflate in steps of at most _INFLATE_STEP, asking for one byte more than
             # the limit allows: getting it proves the message too large, so a bomb
             # costs the limit plus one step, never what it would inflate to.
@@ -328,3 +342,10 @@ class PerMessageDeflate:
         if final and self.server_no_context_takeover:
             self._decompressor = None
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def _decompressor_for(self) -> zlib._Decompress:
+        """The inflating zlib stream, created when a message needs it."""
+        decompressor = self._decompressor
+        if decompressor is None:
+            decompressor = self._decompressor = zlib.decompressobj(-self._decompress_bits)
+        return decompressor
