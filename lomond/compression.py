@@ -273,6 +273,42 @@ class PerMessageDeflate:
             return data[:-4]
         return data  # pragma: no cover - Z_SYNC_FLUSH always ends with the tail
 
+    @staticmethod
+    def largest_inflated_at_once(limit: int | None) -> int | None:
+        """The longest final payload that cannot inflate past ``limit`` bytes.
+
+        Deflate expands at most 1032 times (a 258-byte match in 2 bits), and the
+        receiver adds a 4-byte tail. ``None``: any length (no limit).
+        """
+        return None if limit is None else limit // _MAX_EXPANSION - len(_TAIL)
+
+    def inflate_message(self, payload: bytes) -> bytes:
+        """Inflate a whole message that came in one frame, in one zlib call.
+
+        Only for a payload that cannot inflate past the message limit (see
+        :meth:`largest_inflated_at_once`): this is the receive fast path, kept short.
+
+        Raises:
+            ProtocolError: The payload is not valid deflate data.
+        """
+        decompressor = self._decompressor
+        if decompressor is None:
+            decompressor = zlib.decompressobj(-self._decompress_bits)
+        try:
+            data = decompressor.decompress(payload + _TAIL)
+        except zlib.error as error:
+            self._decompressor = None
+            raise ProtocolError(f"invalid compressed data ({error})") from None
+        if decompressor.eof:
+            # BFINAL ended the stream early: decompress() reads on through the rest.
+            self._decompressor = None
+            rest = decompressor.unused_data
+            if rest:
+                data += self.decompress(rest, None, False)
+            decompressor = None
+        self._decompressor = None if self.server_no_context_takeover else decompressor
+        return data
+
     def decompress(self, payload: bytes, limit: int | None, final: bool) -> bytes:
         """Inflate one frame's payload of a compressed message.
 
@@ -288,29 +324,18 @@ class PerMessageDeflate:
             ProtocolError: The payload is not valid deflate data.
         """
         if final:
+            largest = self.largest_inflated_at_once(limit)
+            if largest is None or len(payload) <= largest:
+                return self.inflate_message(payload)
             payload += _TAIL
+        if limit is not None and len(payload) * _MAX_EXPANSION <= limit:
+            limit = None  # cannot inflate past the limit: no need to inflate in steps
         pieces: list[bytes] = []
-        if limit is None or len(payload) * _MAX_EXPANSION <= limit:
-            # It cannot inflate past the limit: one zlib call, the common case.
-            decompressor = self._decompressor_for()
-            try:
-                data = decompressor.decompress(payload)
-            except zlib.error as error:
-                raise ProtocolError(f"invalid compressed data ({error})") from None
-            if not decompressor.eof:
-                if final and self.server_no_context_takeover:
-                    self._decompressor = None
-                return data
-            # BFINAL ended the stream early: the loop below reads on (see there).
-            pieces.append(data)
-            limit = None
-            payload = decompressor.unused_data
-            self._decompressor = None
-            if not payload:
-                return data
         size = 0
         while True:
-            decompressor = self._decompressor_for()
+            decompressor = self._decompressor
+            if decompressor is None:
+                decompressor = self._decompressor = zlib.decompressobj(-self._decompress_bits)
             # Inflate in steps of at most _INFLATE_STEP, asking for one byte more than
             # the limit allows: getting it proves the message too large, so a bomb
             # costs the limit plus one step, never what it would inflate to.
@@ -342,10 +367,3 @@ class PerMessageDeflate:
         if final and self.server_no_context_takeover:
             self._decompressor = None
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-    def _decompressor_for(self) -> zlib._Decompress:
-        """The inflating zlib stream, created when a message needs it."""
-        decompressor = self._decompressor
-        if decompressor is None:
-            decompressor = self._decompressor = zlib.decompressobj(-self._decompress_bits)
-        return decompressor

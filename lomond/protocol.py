@@ -490,10 +490,17 @@ class ClientProtocol:
             return
         append = self._events.append
         Text, Binary = events.Text, events.Binary
+        at_once = _NO_LIMIT
+        if compression is not None:
+            largest = compression.largest_inflated_at_once(limit)
+            at_once = _NO_LIMIT if largest is None else largest
         for first, payload in frames:
             if first & 0x40:  # RSV1 in the header's first byte
                 assert compression is not None  # simple_frames takes none otherwise
-                payload = compression.decompress(payload, limit, True)
+                if len(payload) <= at_once:
+                    payload = compression.inflate_message(payload)
+                else:
+                    payload = compression.decompress(payload, limit, True)
             if first & 0x0F == 0x1:
                 try:
                     append(Text(payload.decode("utf-8")))

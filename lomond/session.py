@@ -410,7 +410,8 @@ class WebsocketSession:
 
         timers = Timers(clock, poll, ping_rate, ping_timeout, close_timeout)
         timers.connect_deadline = self._connect_deadline
-        trace = websocket.trace
+        # Messages need nothing from the loop but the hand-over (unless tracing).
+        plain = _MESSAGE_EVENTS if websocket.trace is None else frozenset()
         get_ident = threading.get_ident
         while True:
             with self._lock:
@@ -419,8 +420,16 @@ class WebsocketSession:
                     self._flush_locked()  # the close frame of a deferred failure
             for event in received:
                 kind = type(event)
-                if trace is not None or kind not in _MESSAGE_EVENTS:
-                    self._note_event(event)
+                if kind in plain:
+                    self._suspended = True
+                    yield event
+                    # Inline for speed: self._resume()
+                    self._suspended = False
+                    self._loop_thread = get_ident()
+                    if self._writes_while_suspended:
+                        self._flush_gathered()
+                    continue
+                self._note_event(event)
                 if kind is events.Disconnected:
                     self.close()
                     yield event
@@ -429,11 +438,7 @@ class WebsocketSession:
                     timers.pong_received()
                 self._suspended = True
                 yield event
-                # Inline for speed: self._resume()
-                self._suspended = False
-                self._loop_thread = get_ident()
-                if self._writes_while_suspended:
-                    self._flush_gathered()
+                self._resume()
                 if kind is events.Ready:
                     timers.ready()
                     self._suspended = True
