@@ -34,6 +34,11 @@ _MAX_EXPANSION = 1032
 ExtensionParameters = List[Tuple[str, Optional[str]]]
 
 
+def _inflates_within(length: int, limit: int | None) -> bool:
+    """Whether ``length`` bytes of deflate data cannot inflate past ``limit`` bytes."""
+    return limit is None or length * _MAX_EXPANSION <= limit
+
+
 def _check_int(name: str, value: object, low: int, high: int | None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
@@ -273,24 +278,18 @@ class PerMessageDeflate:
             return data[:-4]
         return data  # pragma: no cover - Z_SYNC_FLUSH always ends with the tail
 
-    @staticmethod
-    def largest_inflated_at_once(limit: int | None) -> int | None:
-        """The longest final payload that cannot inflate past ``limit`` bytes.
+    def inflate_message(self, payload: bytes, limit: int | None) -> bytes:
+        """Inflate a whole message that came in one frame.
 
-        Deflate expands at most 1032 times (a 258-byte match in 2 bits), and the
-        receiver adds a 4-byte tail. ``None``: any length (no limit).
-        """
-        return None if limit is None else limit // _MAX_EXPANSION - len(_TAIL)
-
-    def inflate_message(self, payload: bytes) -> bytes:
-        """Inflate a whole message that came in one frame, in one zlib call.
-
-        Only for a payload that cannot inflate past the message limit (see
-        :meth:`largest_inflated_at_once`): this is the receive fast path, kept short.
+        The receive fast path, kept short: one zlib call when the payload cannot
+        inflate past ``limit``; otherwise :meth:`decompress` inflates it in steps.
 
         Raises:
+            PayloadTooLarge: The output would exceed ``limit`` (see :meth:`decompress`).
             ProtocolError: The payload is not valid deflate data.
         """
+        if not _inflates_within(len(payload) + len(_TAIL), limit):
+            return self.decompress(payload, limit, True)
         decompressor = self._decompressor
         if decompressor is None:
             decompressor = zlib.decompressobj(-self._decompress_bits)
@@ -324,11 +323,8 @@ class PerMessageDeflate:
             ProtocolError: The payload is not valid deflate data.
         """
         if final:
-            largest = self.largest_inflated_at_once(limit)
-            if largest is None or len(payload) <= largest:
-                return self.inflate_message(payload)
             payload += _TAIL
-        if limit is not None and len(payload) * _MAX_EXPANSION <= limit:
+        if _inflates_within(len(payload), limit):
             limit = None  # cannot inflate past the limit: no need to inflate in steps
         pieces: list[bytes] = []
         size = 0

@@ -90,7 +90,7 @@ class MessageAssembler:
                 # A whole message in one frame: no assembly needed.
                 if compressed:
                     assert compression is not None  # RSV1 is refused unless negotiated
-                    payload = compression.decompress(payload, self.max_message_size, True)
+                    payload = compression.inflate_message(payload, self.max_message_size)
                 if opcode == Opcode.TEXT:
                     return events.Text(decode_text(payload))
                 return events.Binary(payload)

@@ -490,17 +490,10 @@ class ClientProtocol:
             return
         append = self._events.append
         Text, Binary = events.Text, events.Binary
-        at_once = _NO_LIMIT
-        if compression is not None:
-            largest = compression.largest_inflated_at_once(limit)
-            at_once = _NO_LIMIT if largest is None else largest
         for first, payload in frames:
             if first & 0x40:  # RSV1 in the header's first byte
                 assert compression is not None  # simple_frames takes none otherwise
-                if len(payload) <= at_once:
-                    payload = compression.inflate_message(payload)
-                else:
-                    payload = compression.decompress(payload, limit, True)
+                payload = compression.inflate_message(payload, limit)
             if first & 0x0F == 0x1:
                 try:
                     append(Text(payload.decode("utf-8")))
