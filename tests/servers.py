@@ -191,3 +191,7 @@ def run(ws: Any, on_event: Callable[[Any], None] | None = None, **connect_args: 
 
 def names(collected: list[Any]) -> list[str]:
     return [event.name for event in collected]
+
+
+#: The names of the events that open every successful connection (SPEC §3).
+OPEN = ["connecting", "connected", "ready", "poll"]

@@ -37,6 +37,7 @@ from peers import (
     wait_for_eof,
 )
 from servers import (
+    OPEN,
     RawConnection,
     accept_key,
     frame,
@@ -53,7 +54,6 @@ from lomond.errors import TransportFail, WebSocketClosed, WebSocketClosing, WebS
 
 pytestmark = pytest.mark.timeout(30)
 
-OPEN = ["connecting", "connected", "ready", "poll"]
 KiB = 1024
 MiB = 1024 * KiB
 TAIL = b"\x00\x00\xff\xff"

@@ -37,6 +37,7 @@ import pytest
 import trustme
 from peers import OP_CLOSE, Report, request_headers, wait_for_eof
 from servers import (
+    OPEN,
     RawConnection,
     echo,
     frame,
@@ -52,7 +53,6 @@ from lomond import WebSocket
 
 pytestmark = pytest.mark.timeout(30)
 
-OPEN = ["connecting", "connected", "ready", "poll"]
 ECHOED = OPEN + ["text", "closed", "disconnected"]
 FAILED = ["connecting", "connect_fail"]
 

@@ -35,6 +35,7 @@ from peers import (
     wait_for_eof,
 )
 from servers import (
+    OPEN,
     RawConnection,
     echo,
     frame,
@@ -54,7 +55,6 @@ from lomond.errors import WebSocketError, WebSocketUnavailable
 
 pytestmark = pytest.mark.timeout(20)
 
-OPEN = ["connecting", "connected", "ready", "poll"]
 MiB = 1024 * 1024
 
 

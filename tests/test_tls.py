@@ -15,13 +15,12 @@ from typing import Any, Iterator
 import pytest
 import trustme
 from peers import wait_for_eof
-from servers import RawConnection, echo, names, raw_server, run, websockets_server
+from servers import OPEN, RawConnection, echo, names, raw_server, run, websockets_server
 
 from lomond import WebSocket
 
 pytestmark = pytest.mark.timeout(30)
 
-OPEN = ["connecting", "connected", "ready", "poll"]
 VERIFY_FAILED = "TLS certificate verify failed"
 
 

@@ -19,6 +19,7 @@ from peers import (
     request_headers,
 )
 from servers import (
+    OPEN,
     RawConnection,
     echo,
     free_port_refused,
@@ -32,8 +33,6 @@ from lomond import WebSocket
 from lomond.errors import WebSocketClosed, WebSocketClosing, WebSocketUnavailable
 
 pytestmark = pytest.mark.timeout(20)
-
-OPEN = ["connecting", "connected", "ready", "poll"]
 
 
 def request_of(ws: WebSocket) -> bytes:
