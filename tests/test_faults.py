@@ -108,16 +108,14 @@ def settle(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 
 @contextlib.contextmanager
-def sequential_server() -> Iterator[str]:
-    """A well-behaved server in one thread that serves one connection at a time.
+def one_thread_server(script: Callable[[RawConnection], None]) -> Iterator[str]:
+    """Serve one connection at a time, all in one thread, with ``script``.
 
-    It completes the upgrade, waits for the client's close frame, echoes it and
-    closes, so each connection ends gracefully and leaves no thread behind.
+    One thread for all the connections, so a leak check counts no server threads.
     """
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
-    port = listener.getsockname()[1]
 
     def serve() -> None:
         while True:
@@ -127,9 +125,7 @@ def sequential_server() -> Iterator[str]:
                 return
             connection = RawConnection(sock)
             try:
-                connection.handshake()
-                read_until_close(connection)
-                finish_close(connection)
+                script(connection)
             except (OSError, EOFError):
                 pass
             finally:
@@ -138,12 +134,20 @@ def sequential_server() -> Iterator[str]:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield f"ws://127.0.0.1:{port}/"
+        yield f"ws://127.0.0.1:{listener.getsockname()[1]}/"
     finally:
         with contextlib.suppress(OSError):
             listener.shutdown(socket.SHUT_RDWR)
         listener.close()
         thread.join(5)
+
+
+def graceful_script(connection: RawConnection) -> None:
+    """Complete the upgrade, wait for the client's close frame, echo it and close:
+    each connection ends gracefully."""
+    connection.handshake()
+    read_until_close(connection)
+    finish_close(connection)
 
 
 # -- slow, silent and flooding servers ------------------------------------------------
@@ -807,36 +811,12 @@ def connect_rejected(url: str) -> None:
     assert names(collected) == ["connecting", "connected", "rejected", "disconnected"]
 
 
-@contextlib.contextmanager
-def rejecting_server() -> Iterator[str]:
-    """One thread that answers every upgrade with 403 and closes."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-
-    def serve() -> None:
-        while True:
-            try:
-                sock, _ = listener.accept()
-            except OSError:
-                return
-            connection = RawConnection(sock)
-            with contextlib.suppress(OSError):
-                connection.read_request()
-                connection.send(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
-                sock.shutdown(socket.SHUT_WR)
-                wait_for_eof(connection, timeout=2)
-            connection.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"ws://127.0.0.1:{listener.getsockname()[1]}/"
-    finally:
-        with contextlib.suppress(OSError):
-            listener.shutdown(socket.SHUT_RDWR)
-        listener.close()
-        thread.join(5)
+def rejecting_script(connection: RawConnection) -> None:
+    """Answer the upgrade with 403 and close."""
+    connection.read_request()
+    connection.send(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+    connection.sock.shutdown(socket.SHUT_WR)
+    wait_for_eof(connection, timeout=2)
 
 
 def assert_no_leaks(cycle: Callable[[], None], count: int) -> None:
@@ -873,7 +853,7 @@ class TestNoLeaks:
 
     @pytest.mark.parametrize("count", [100, pytest.param(1000, marks=pytest.mark.slow)])
     def test_connect_close_cycles(self, count: int) -> None:
-        with sequential_server() as url:
+        with one_thread_server(graceful_script) as url:
             assert_no_leaks(lambda: connect_and_close(url), count)
 
     @pytest.mark.parametrize("count", [100, pytest.param(1000, marks=pytest.mark.slow)])
@@ -890,12 +870,12 @@ class TestNoLeaks:
 
     @pytest.mark.parametrize("count", [100, pytest.param(1000, marks=pytest.mark.slow)])
     def test_rejected_connects(self, count: int) -> None:
-        with rejecting_server() as url:
+        with one_thread_server(rejecting_script) as url:
             assert_no_leaks(lambda: connect_rejected(url), count)
 
     @pytest.mark.parametrize("count", [100, pytest.param(1000, marks=pytest.mark.slow)])
     def test_one_websocket_reconnected(self, count: int) -> None:
-        with sequential_server() as url:
+        with one_thread_server(graceful_script) as url:
             ws = WebSocket(url)
 
             def cycle() -> None:
