@@ -17,6 +17,7 @@ from .deadline import Deadline
 from .errors import ConnectFail
 from .logger import log
 from .timeouts import socket_timeout, timed_out
+from .transport import PLAIN_WOULD_BLOCK
 
 _unverified_warning_logged = False
 
@@ -25,7 +26,7 @@ _READ_SIZE = 64 * 1024
 #: Plaintext encrypted per ``send`` call (TLS inside TLS): four full TLS records.
 _SEND_SIZE = 64 * 1024
 #: What a non-blocking TLS socket raises when a read or write would block.
-WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+WOULD_BLOCK = PLAIN_WOULD_BLOCK + (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 # -- TLS settings ------------------------------------------------------------------
