@@ -28,6 +28,12 @@ _SMALLEST_ZLIB_WINDOW = 9
 
 # The most one zlib call inflates at a time when a limit applies (see decompress).
 _INFLATE_STEP = 256 * 1024
+# The most input one zlib call is given (see decompress).
+_INPUT_STEP = 64 * 1024
+#: The most deflate streams one frame's payload may end. A message needs at most
+#: one (a block with BFINAL set, RFC 7692 §7.2.3.4); each costs a fresh zlib state,
+#: so a frame of thousands of tiny streams is refused (close code 1009).
+MAX_STREAMS_PER_FRAME = 4
 # Deflate's largest expansion: a 258-byte match coded in 2 bits (zlib's FAQ, 1032:1).
 _MAX_EXPANSION = 1032
 
@@ -37,6 +43,19 @@ ExtensionParameters = List[Tuple[str, Optional[str]]]
 def _inflates_within(length: int, limit: int | None) -> bool:
     """Whether ``length`` bytes of deflate data cannot inflate past ``limit`` bytes."""
     return limit is None or length * _MAX_EXPANSION <= limit
+
+
+def _slices(data: bytes) -> list[bytes | memoryview]:
+    """``data`` cut into slices of at most ``_INPUT_STEP`` bytes, without copying.
+
+    zlib is given its input in slices: what it hands back unused (after the end of a
+    deflate stream, or when the output step is full) is a copy of the rest of its
+    input, so giving it a whole large payload would cost time quadratic in its size.
+    """
+    if len(data) <= _INPUT_STEP:
+        return [data]
+    view = memoryview(data)
+    return [view[start : start + _INPUT_STEP] for start in range(0, len(view), _INPUT_STEP)]
 
 
 def _check_int(name: str, value: object, low: int, high: int | None) -> None:
@@ -299,11 +318,12 @@ class PerMessageDeflate:
             self._decompressor = None
             raise ProtocolError(f"invalid compressed data ({error})") from None
         if decompressor.eof:
-            # BFINAL ended the stream early: decompress() reads on through the rest.
+            # BFINAL ended the stream early: read on through the rest, as decompress()
+            # does (this stream counts as the frame's first).
             self._decompressor = None
             rest = decompressor.unused_data
             if rest:
-                data += self.decompress(rest, None, False)
+                data += self._inflate(_slices(rest), None, ends=1)
             decompressor = None
         self._decompressor = None if self.server_no_context_takeover else decompressor
         return data
@@ -319,47 +339,69 @@ class PerMessageDeflate:
         Raises:
             PayloadTooLarge: The output would exceed ``limit``; inflation stops
                 one byte past it, so a bomb never costs more than ``limit`` plus
-                256 KiB.
+                256 KiB. Also raised when the payload ends more than
+                :data:`MAX_STREAMS_PER_FRAME` deflate streams.
             ProtocolError: The payload is not valid deflate data.
         """
-        if final:
-            payload += _TAIL
-        if _inflates_within(len(payload), limit):
+        if _inflates_within(len(payload) + len(_TAIL), limit):
             limit = None  # cannot inflate past the limit: no need to inflate in steps
-        pieces: list[bytes] = []
-        size = 0
-        while True:
-            decompressor = self._decompressor
-            if decompressor is None:
-                decompressor = self._decompressor = zlib.decompressobj(-self._decompress_bits)
-            # Inflate in steps of at most _INFLATE_STEP, asking for one byte more than
-            # the limit allows: getting it proves the message too large, so a bomb
-            # costs the limit plus one step, never what it would inflate to.
-            step = None if limit is None else min(limit - size + 1, _INFLATE_STEP)
-            try:
-                if step is None:
-                    data = decompressor.decompress(payload)
-                else:
-                    data = decompressor.decompress(payload, step)
-            except zlib.error as error:
-                raise ProtocolError(f"invalid compressed data ({error})") from None
-            size += len(data)
-            if limit is not None and size > limit:
-                raise PayloadTooLarge("decompressed message exceeds max_message_size")
-            pieces.append(data)
-            if decompressor.eof:
-                # A block with BFINAL set ended the deflate stream (RFC 7692 §7.2.3.4
-                # allows it in place of the empty block). What follows, such as the
-                # padding that section shows and the tail appended above, starts a
-                # new stream; the old one is spent, so no later message may reach it.
-                payload = decompressor.unused_data
-                self._decompressor = None
-                if not payload:
-                    break
-            elif step is None or len(data) < step:
-                break  # zlib stopped short of the step: all input is inflated
-            else:
-                payload = decompressor.unconsumed_tail
+        inputs = _slices(payload)
+        if final:
+            inputs.append(_TAIL)
+        data = self._inflate(inputs, limit)
         if final and self.server_no_context_takeover:
             self._decompressor = None
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        return data
+
+    def _inflate(self, inputs: list[bytes | memoryview], limit: int | None, ends: int = 0) -> bytes:
+        """Inflate ``inputs`` in turn, at most ``limit`` bytes (see :meth:`decompress`).
+
+        ``ends`` counts the deflate streams of this frame that ended already.
+        """
+        pieces: list[bytes] = []
+        size = 0
+        for data in inputs:
+            while True:
+                decompressor = self._decompressor
+                if decompressor is None:
+                    decompressor = self._decompressor = zlib.decompressobj(-self._decompress_bits)
+                # Inflate in steps of at most _INFLATE_STEP, asking for one byte more
+                # than the limit allows: getting it proves the message too large, so a
+                # bomb costs the limit plus one step, never what it would inflate to.
+                step = None if limit is None else min(limit - size + 1, _INFLATE_STEP)
+                try:
+                    if step is None:
+                        output = decompressor.decompress(data)
+                    else:
+                        output = decompressor.decompress(data, step)
+                except zlib.error as error:
+                    raise ProtocolError(f"invalid compressed data ({error})") from None
+                size += len(output)
+                if limit is not None and size > limit:
+                    raise PayloadTooLarge("decompressed message exceeds max_message_size")
+                if output:
+                    pieces.append(output)
+                if decompressor.eof:
+                    # A block with BFINAL set ended the deflate stream (RFC 7692
+                    # §7.2.3.4 allows it in place of the empty block). What follows,
+                    # such as the padding that section shows and the tail appended
+                    # above, starts a new stream; the old one is spent, so no later
+                    # message may reach it.
+                    self._decompressor = None
+                    ends += 1
+                    if ends > MAX_STREAMS_PER_FRAME:
+                        raise PayloadTooLarge(
+                            f"compressed frame ends more than {MAX_STREAMS_PER_FRAME} "
+                            "deflate streams"
+                        )
+                    data = decompressor.unused_data
+                    if not data:
+                        break
+                elif step is not None and len(output) >= step:
+                    # The step is full: zlib may hold more output, or more input.
+                    data = decompressor.unconsumed_tail
+                else:
+                    break  # all of this input is inflated
+        if len(pieces) == 1:
+            return pieces[0]
+        return b"".join(pieces)
