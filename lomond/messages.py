@@ -3,20 +3,32 @@
 Text is validated as UTF-8 as it arrives (RFC 6455 §8.1), also inside a frame whose
 payload has only partly arrived; compressed messages (RFC 7692) are inflated frame by
 frame, within the message size limit.
+
+The bytes of a fragmented message gather in one buffer, whatever the size of its
+fragments, so its memory is its size: a message cut into a million tiny fragments
+costs no more than one cut in two. The number of fragments is capped as well
+(:data:`MAX_FRAGMENTS`), so that the work per message is bounded too.
 """
 
 from __future__ import annotations
 
 import codecs
-from typing import List, Union
 
 from . import events
 from .compression import PerMessageDeflate
-from .errors import ProtocolError
+from .errors import PayloadTooLarge, ProtocolError
 from .frames import RSV1, FrameHeader, Opcode
 from .status import Status
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+#: The most frames one message may be cut into (its first frame included). A
+#: server that fragments further fails the connection with close code 1009. Even
+#: 4 MiB in 64-byte fragments (the most the Autobahn|Testsuite sends) is 65,536.
+MAX_FRAGMENTS = 131_072
+
+# Text is validated this many bytes at a time (see MessageAssembler._validate).
+_VALIDATE_STEP = 64 * 1024
 
 
 def invalid_utf8() -> ProtocolError:
@@ -24,7 +36,7 @@ def invalid_utf8() -> ProtocolError:
     return ProtocolError("invalid UTF-8 in text message", Status.BAD_DATA)
 
 
-def decode_text(payload: bytes) -> str:
+def decode_text(payload: bytes | bytearray) -> str:
     """Decode a whole text message.
 
     Raises:
@@ -43,18 +55,24 @@ class MessageAssembler:
         max_message_size: The largest message, in bytes after decompression, or
             ``None`` for no limit. Only decompression is bounded here; the frame
             header check bounds what is read off the wire.
+        max_fragments: The most frames one message may have.
     """
 
-    def __init__(self, max_message_size: int | None) -> None:
+    def __init__(self, max_message_size: int | None, max_fragments: int = MAX_FRAGMENTS) -> None:
         self.max_message_size = max_message_size
+        self.max_fragments = max_fragments
         #: The opcode of the message being assembled (``None``: between messages).
         self.opcode: int | None = None
         #: Whether that message is compressed.
         self.compressed = False
         #: Its size so far, in bytes after decompression.
         self.size = 0
-        self._parts: List[Union[bytes, str]] = []
-        self._decoder: codecs.IncrementalDecoder | None = None
+        #: How many of its frames have arrived.
+        self.fragments = 0
+        self._buffer = bytearray()
+        # Validates text as it arrives; its output is dropped, the text is decoded
+        # once from the buffer at the end.
+        self._validator: codecs.IncrementalDecoder | None = None
         # UTF-8 validation of a text frame whose payload is still arriving.
         self._probe: codecs.IncrementalDecoder | None = None
         self._probed = 0
@@ -64,10 +82,22 @@ class MessageAssembler:
         self.opcode = None
         self.compressed = False
         self.size = 0
-        self._parts = []
-        self._decoder = None
+        self.fragments = 0
+        self._buffer = bytearray()
+        self._validator = None
         self._probe = None
         self._probed = 0
+
+    def check_continuation(self) -> None:
+        """Refuse one more frame of the current message past :attr:`max_fragments`.
+
+        Called with each continuation frame's header, before its payload is read.
+
+        Raises:
+            PayloadTooLarge: The message already has :attr:`max_fragments` frames.
+        """
+        if self.fragments >= self.max_fragments:
+            raise PayloadTooLarge(f"message has more than {self.max_fragments} fragments")
 
     def add_frame(
         self, header: FrameHeader, payload: bytes, compression: PerMessageDeflate | None
@@ -97,29 +127,39 @@ class MessageAssembler:
             self.opcode = opcode
             self.compressed = compressed
             if opcode == Opcode.TEXT:
-                self._decoder = _Utf8Decoder()
+                self._validator = _Utf8Decoder()
+        self.fragments += 1
         if self.compressed:
             assert compression is not None  # RSV1 is refused unless negotiated
             limit = self.max_message_size
             remaining = None if limit is None else limit - self.size
             payload = compression.decompress(payload, remaining, fin)
         self.size += len(payload)
-        decoder = self._decoder
-        if decoder is not None:
-            try:
-                self._parts.append(decoder.decode(payload, fin))
-            except UnicodeDecodeError:
-                raise invalid_utf8() from None
-        else:
-            self._parts.append(payload)
+        if self._validator is not None:
+            self._validate(payload, fin)
+        self._buffer += payload
+        del payload  # the buffer has it: drop this copy before the final one
         if not fin:
             return None
         message_opcode = self.opcode
-        parts = self._parts
+        buffer = self._buffer
         self.reset()
         if message_opcode == Opcode.TEXT:
-            return events.Text("".join(parts))  # type: ignore[arg-type]
-        return events.Binary(b"".join(parts))  # type: ignore[arg-type]
+            return events.Text(buffer.decode("utf-8"))  # validated above
+        return events.Binary(bytes(buffer))
+
+    def _validate(self, payload: bytes, final: bool) -> None:
+        """Check the next bytes of a text message; the decoded text is not kept."""
+        validator = self._validator
+        assert validator is not None
+        # In slices, so that the text decoded only to be dropped stays small.
+        with memoryview(payload) as view:
+            try:
+                for start in range(0, len(view), _VALIDATE_STEP):
+                    validator.decode(view[start : start + _VALIDATE_STEP])
+                validator.decode(b"", final)
+            except UnicodeDecodeError:
+                raise invalid_utf8() from None
 
     def probe(self, pending: FrameHeader, available: memoryview) -> None:
         """Check the UTF-8 of a text frame whose payload is still arriving.
@@ -145,8 +185,8 @@ class MessageAssembler:
             return
         if self._probe is None:
             self._probe = _Utf8Decoder()
-            if self._decoder is not None and pending.opcode == Opcode.CONTINUATION:
-                self._probe.setstate(self._decoder.getstate())
+            if self._validator is not None and pending.opcode == Opcode.CONTINUATION:
+                self._probe.setstate(self._validator.getstate())
             self._probed = 0
         try:
             self._probe.decode(bytes(available[self._probed :]))

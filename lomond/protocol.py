@@ -421,6 +421,7 @@ class ClientProtocol:
         if opcode == Opcode.CONTINUATION:
             if self._message.opcode is None:
                 raise ProtocolError("continuation frame with no message to continue")
+            self._message.check_continuation()
         elif self._message.opcode is not None:
             raise ProtocolError("new data frame inside a fragmented message")
         limit = self.max_message_size
