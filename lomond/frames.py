@@ -7,10 +7,10 @@ is the business of :mod:`lomond.protocol`.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Callable
+from typing import Callable, overload
 
 from .errors import FrameBuildError, PayloadTooLarge, ProtocolError
-from .mask import mask, prefixed_mask
+from .mask import mask, masked_frame
 from .status import is_valid_close_code
 
 _MAX_PAYLOAD = (1 << 63) - 1
@@ -103,12 +103,21 @@ class FrameReader:
             if self._skip_remaining != _FOREVER:  # forever stays forever
                 self._skip_remaining -= skipped
             data = data[skipped:]
-        if self._position:
-            # Drop the bytes that were consumed by previous frames.
-            del self._buffer[: self._position]
-            self._payload_start -= self._position
-            self._position = 0
+        self.release()
         self._buffer += data
+
+    def release(self) -> None:
+        """Drop the bytes of the frames already taken, freeing their memory.
+
+        The reader calls it itself before it buffers more; the protocol calls it
+        when it has taken what it can, so that a large frame's bytes are not kept
+        while the application handles its message.
+        """
+        position = self._position
+        if position:
+            del self._buffer[:position]
+            self._payload_start -= position
+            self._position = 0
 
     @property
     def mid_frame(self) -> bool:
@@ -275,6 +284,18 @@ class FrameReader:
         return FrameHeader(bool(first & 0x80), (first >> 4) & 0x7, first & 0xF, masked, length)
 
 
+@overload
+def build_frame(
+    opcode: int,
+    payload: bytes | bytearray | memoryview,
+    masking_key: None,
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+) -> bytes: ...
+
+
+@overload
 def build_frame(
     opcode: int,
     payload: bytes | bytearray | memoryview,
@@ -282,8 +303,19 @@ def build_frame(
     *,
     fin: bool = True,
     rsv: int = 0,
-) -> bytes:
-    """Return the bytes of one frame.
+) -> bytes | bytearray: ...
+
+
+def build_frame(
+    opcode: int,
+    payload: bytes | bytearray | memoryview,
+    masking_key: bytes | None,
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+) -> bytes | bytearray:
+    """Return the bytes of one frame (a ``bytearray`` for a large masked frame when
+    masking runs in pure Python: see :func:`lomond.mask.masked_frame`).
 
     Args:
         opcode: The frame's opcode.
@@ -309,7 +341,7 @@ def build_frame(
         raise FrameBuildError("payload is too large for a frame")
     if masking_key is None:
         return header + payload
-    return prefixed_mask(header + masking_key, masking_key, payload)
+    return masked_frame(header + masking_key, masking_key, payload)
 
 
 def build_close_payload(code: int | None, reason: str | bytes = b"") -> bytes:

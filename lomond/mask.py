@@ -108,7 +108,7 @@ def _masked(prefix: bytes, key: BytesLike, data: BytesLike) -> bytes:
     if type(key) is not bytes or len(key) != 4:
         key = _checked_key(key)
     if type(data) is not bytes and type(data) is not bytearray:
-        data = _byte_view(data)
+        data = byte_view(data)
     length = len(data)
     if length < _PIECES_FROM:
         if not length:
@@ -134,6 +134,37 @@ def _masked(prefix: bytes, key: BytesLike, data: BytesLike) -> bytes:
     return b"".join(pieces)
 
 
+def masked_frame_python(prefix: bytes, key: bytes, data: BytesLike) -> bytes | bytearray:
+    """``prefix + mask_python(key, data)``, with no second copy of a large payload.
+
+    :func:`prefixed_mask_python` returns ``bytes``, which pure Python can only make
+    by joining the masked pieces: for a moment the payload exists twice. From
+    :data:`_PIECES_FROM` bytes on, this writes the pieces into one ``bytearray``
+    instead, so a frame costs its own size plus one piece.
+
+    Args:
+        prefix: The frame header, masking key included.
+        key: The 4-byte masking key.
+        data: The payload, any bytes-like object.
+    """
+    view = memoryview(byte_view(data))
+    length = len(view)
+    if length < _PIECES_FROM:
+        return prefixed_mask_python(prefix, key, view)
+    start = len(prefix)
+    frame = bytearray(start + length)
+    frame[:start] = prefix
+    piece_key = int.from_bytes(key * (_PIECE // 4), "little")
+    from_bytes = int.from_bytes
+    whole = length - length % _PIECE
+    for offset in range(0, whole, _PIECE):
+        piece = from_bytes(view[offset : offset + _PIECE], "little") ^ piece_key
+        frame[start + offset : start + offset + _PIECE] = piece.to_bytes(_PIECE, "little")
+    if whole < length:
+        frame[start + whole :] = mask_python(key, view[whole:])
+    return frame
+
+
 def _checked_key(key: BytesLike) -> bytes:
     """Return ``key`` as ``bytes``; raise TypeError or ValueError as the C version does."""
     key_bytes = memoryview(key).tobytes()  # TypeError if it is not bytes-like
@@ -142,8 +173,10 @@ def _checked_key(key: BytesLike) -> bytes:
     return key_bytes
 
 
-def _byte_view(data: BytesLike) -> memoryview | bytes:
+def byte_view(data: BytesLike) -> memoryview | bytes:
     """Return the bytes of any buffer, counted in bytes whatever its item format.
+
+    Not a copy, unless the buffer is not contiguous.
 
     Raises TypeError if ``data`` is not bytes-like. Strided views are copied.
     """
@@ -177,3 +210,14 @@ mask: MaskFunction = mask_python if _accelerated is None else _accelerated[0]
 prefixed_mask: PrefixedMaskFunction = (
     prefixed_mask_python if _accelerated is None else _accelerated[1]
 )
+
+
+def masked_frame(prefix: bytes, key: bytes, data: BytesLike) -> bytes | bytearray:
+    """A frame's header (``prefix``) and masked payload, as one new buffer.
+
+    The payload is never copied twice: :func:`prefixed_mask` in C, else
+    :func:`masked_frame_python` (a ``bytearray`` for large payloads).
+    """
+    if _accelerated is not None:
+        return _accelerated[1](prefix, key, data)
+    return masked_frame_python(prefix, key, data)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Generator
 
 from . import events
 from .logger import log
+from .timers import check_connect_arguments
 
 if TYPE_CHECKING:
     from .websocket import WebSocket
@@ -37,8 +38,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
     Returns:
         The seconds to wait (``0.0`` for a date in the past or a negative number),
-        or ``None`` when the value is missing, infinite, not a number or cannot be
-        understood.
+        or ``None`` when the value is missing, infinite, not a number, a date out of
+        range or cannot be understood.
     """
     if not value:
         return None
@@ -51,7 +52,10 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         parsed = email.utils.parsedate_tz(value)
         if parsed is None:
             return None
-        seconds = email.utils.mktime_tz(parsed) - now
+        try:
+            seconds = email.utils.mktime_tz(parsed) - now
+        except (ValueError, OverflowError):
+            return None  # a date no clock can hold, such as the year 10000
     if math.isnan(seconds) or math.isinf(seconds):
         return None
     return max(0.0, seconds)
@@ -171,9 +175,18 @@ def persist(
             for tests, or another schedule. ``Retry-After`` still replaces it.
 
     Raises:
-        ValueError: ``min_wait`` is negative or greater than ``max_wait``. Raised by
-            the call, before anything is iterated.
+        ValueError: ``min_wait`` is negative or greater than ``max_wait``, or a
+            ``connect()`` argument is out of range. Raised by the call, before
+            anything is iterated.
+        TypeError: A ``connect()`` argument has the wrong type.
     """
+    check_connect_arguments(
+        poll=poll,
+        ping_rate=ping_rate,
+        ping_timeout=ping_timeout,
+        auto_pong=auto_pong,
+        close_timeout=close_timeout,
+    )
     if min_wait > max_wait:
         raise ValueError(
             f"min_wait ({min_wait!r}) must not be greater than max_wait ({max_wait!r})"

@@ -53,6 +53,9 @@ MAX_HEADER_LINES = 256
 
 _NO_LIMIT = (1 << 63) - 1
 
+#: :meth:`ClientProtocol.data_to_send` joins waiting frames up to this many bytes.
+JOIN_LIMIT = 256 * 1024
+
 
 class State(Enum):
     """Where a connection is in its life."""
@@ -139,9 +142,13 @@ class ClientProtocol:
         self.close_reason = ""
         # A protocol error found behind events the application has not seen yet.
         self._deferred_error: ProtocolError | None = None
+        # Why bytes from data_to_send() never reached the server (see send_failed).
+        self._send_failure: str | None = None
+        # Whether the last frame waiting in _outgoing is an automatic pong.
+        self._pong_waiting = False
 
         self._events: list[events.Event] = []
-        self._outgoing: list[bytes] = [request]
+        self._outgoing: list[bytes | bytearray] = [request]
         self._outgoing_size = len(request)
         self._handshake_buffer = bytearray()
         self._receive: Callable[[bytes], None] = self._receive_handshake
@@ -186,14 +193,45 @@ class ClientProtocol:
         """How many bytes :meth:`data_to_send` would return now."""
         return self._outgoing_size
 
-    def data_to_send(self) -> bytes:
-        """Return (and forget) the bytes waiting to be sent to the server."""
+    def data_to_send(self) -> bytes | bytearray:
+        """Return (and forget) bytes waiting to be sent to the server; call until empty.
+
+        Frames that wait together come joined, for one write, as long as they total
+        at most :data:`JOIN_LIMIT` bytes. Past that, the leading frames within the
+        limit come first, and a larger frame comes on its own, not copied; the rest
+        waits for the next call. So a large message costs no second copy of itself.
+        """
         outgoing = self._outgoing
         if not outgoing:
             return b""
-        self._outgoing = []
-        self._outgoing_size = 0
-        return outgoing[0] if len(outgoing) == 1 else b"".join(outgoing)
+        if len(outgoing) == 1 or self._outgoing_size <= JOIN_LIMIT:
+            self._outgoing = []
+            self._outgoing_size = 0
+            self._pong_waiting = False
+            return outgoing[0] if len(outgoing) == 1 else b"".join(outgoing)
+        count = 0
+        size = 0
+        for frame in outgoing:
+            if count and size + len(frame) > JOIN_LIMIT:
+                break
+            size += len(frame)
+            count += 1
+        taken = outgoing[:count]
+        del outgoing[:count]
+        self._outgoing_size -= size
+        self._pong_waiting = self._pong_waiting and bool(outgoing)
+        return taken[0] if count == 1 else b"".join(taken)
+
+    def send_failed(self, reason: str) -> None:
+        """Tell the protocol that bytes it produced could not be written.
+
+        The caller (the shell) calls it when writing to the socket fails, or when the
+        connection ends with output still unwritten. Reading goes on: the server's
+        close frame, if it arrived, is still reported. But the connection can no
+        longer end gracefully, and when it ends, ``reason`` is why.
+        """
+        if self._send_failure is None:
+            self._send_failure = reason
 
     def events_received(self) -> list[events.Event]:
         """Return (and forget) the events produced so far.
@@ -217,12 +255,28 @@ class ClientProtocol:
             self._events = []
         return received
 
-    def _send_frame(self, opcode: int, payload: bytes, rsv: int = 0) -> None:
+    def _send_frame(
+        self, opcode: int, payload: bytes | bytearray | memoryview, rsv: int = 0
+    ) -> None:
         frame = build_frame(opcode, payload, self._random_bytes(4), rsv=rsv)
         self._outgoing.append(frame)
         self._outgoing_size += len(frame)
+        self._pong_waiting = False
 
-    def send_message(self, opcode: Opcode, payload: bytes, compress: bool = True) -> bool:
+    def _send_automatic_pong(self, payload: bytes) -> None:
+        """Answer a ping, replacing an automatic pong that is still waiting.
+
+        RFC 6455 §5.5.3 allows answering only the most recent ping; doing so keeps a
+        server that floods pings without reading from growing the output queue.
+        """
+        if self._pong_waiting:
+            self._outgoing_size -= len(self._outgoing.pop())
+        self._send_frame(Opcode.PONG, payload)
+        self._pong_waiting = True
+
+    def send_message(
+        self, opcode: Opcode, payload: bytes | bytearray | memoryview, compress: bool = True
+    ) -> bool:
         """Queue one text or binary message as a single frame.
 
         Returns:
@@ -285,12 +339,20 @@ class ClientProtocol:
         """
         if self.state is State.DISCONNECTED:
             return
-        graceful = self.state is State.CLOSED and self.failure is None
-        self._disconnect("closed" if graceful else reason, graceful)
+        if self._ends_gracefully:
+            self._disconnect("closed", True)
+        else:
+            self._disconnect(self._send_failure or reason, False)
+
+    @property
+    def _ends_gracefully(self) -> bool:
+        """Whether both close frames went over the wire, and nothing failed."""
+        return self.state is State.CLOSED and self.failure is None and self._send_failure is None
 
     def _disconnect(self, reason: str, graceful: bool) -> None:
         self._transition(State.DISCONNECTED)
         self._receive = self._discard
+        self._deferred_error = None  # nothing can be answered any more
         self._events.append(events.Disconnected(reason, graceful))
 
     def _fail(self, error: ProtocolError) -> None:
@@ -326,10 +388,13 @@ class ClientProtocol:
         state = self.state
         if state is State.DISCONNECTED:
             return
-        if state is State.CLOSED and self.failure is None:
+        if self._ends_gracefully:
             self._disconnect("closed", True)
         elif self.failure is not None:
             self._disconnect(self.failure, False)
+        elif self._send_failure is not None:
+            # Writing failed before the stream ended: that is why the connection ended.
+            self._disconnect(self._send_failure, False)
         elif state is State.CONNECTING:
             self._disconnect("connection closed before the upgrade response", False)
         elif state is State.REMOTE_CLOSING:
@@ -445,6 +510,7 @@ class ClientProtocol:
         while True:
             try:
                 self._read_frames(reader)
+                reader.release()
                 return
             except ProtocolError as error:
                 if self._events and self.failure is None:
@@ -519,7 +585,7 @@ class ClientProtocol:
             return
         elif opcode == Opcode.PING:
             if self.auto_pong and self.state is not State.CLOSING:
-                self._send_frame(Opcode.PONG, payload)
+                self._send_automatic_pong(payload)
             self._events.append(events.Ping(payload))
         else:
             self._events.append(events.Pong(payload))

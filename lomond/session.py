@@ -6,13 +6,21 @@ protocol → send what it produced → yield its events → fire due timers.
 
 Threads: every protocol call and every socket write happens under one lock, so
 ``send_*`` and ``close()`` may be called from any thread. The socket is
-non-blocking once open; bytes the kernel cannot take yet wait in an output queue
-that the loop drains when the socket is writable. A thread other than the loop's
-that queues more than :data:`HIGH_WATER` bytes waits (draining the queue itself)
-until it shrinks, so a fast sender cannot fill memory. The loop's own thread never
+non-blocking once open. The protocol is the output queue: the session takes its
+bytes only when the socket has taken everything it took before, so bytes the kernel
+cannot take yet wait in the protocol, where an automatic pong can replace an
+earlier one that is still waiting (RFC 6455 §5.5.3). A thread other than the loop's
+that finds more than :data:`HIGH_WATER` bytes waiting waits (writing them itself)
+until they shrink, so a fast sender cannot fill memory. The loop's own thread never
 waits, so a server that stops reading cannot stall the timers, and a server that
 echoes cannot deadlock it (the loop keeps reading while its output waits); sends
 from the loop body are therefore only bounded by the memory they occupy.
+
+Failures: a socket error while writing never raises out of the loop (only out of
+the ``send_*`` call that met it, as :class:`~lomond.errors.TransportFail`). The
+loop then reads what the server sent before the failure, such as its close frame,
+and ends with ``Disconnected(graceful=False)``. ``graceful`` is true only when our
+close frame was written and the server's was received.
 
 Speed: frames sent from the loop body after the first 8 (for one event) gather and
 go out in one write when the application asks for the next event (see
@@ -27,8 +35,7 @@ import selectors
 import socket
 import threading
 import time
-from collections import deque
-from typing import TYPE_CHECKING, Callable, Deque, Generator, TypeVar
+from typing import TYPE_CHECKING, Callable, Generator, TypeVar
 
 from . import events
 from .deadline import Clock, Deadline
@@ -52,8 +59,14 @@ T = TypeVar("T")
 
 #: Bytes read from the socket at a time.
 READ_SIZE = 256 * 1024
+#: After a write failed, the loop reads at most this many times more (what the
+#: kernel already holds) before it ends the connection.
+READS_AFTER_WRITE_FAILURE = 64
 #: A thread other than the loop's waits while more than this many bytes are queued.
 HIGH_WATER = 4 * 1024 * 1024
+#: The longest the loop sleeps in one wait, in seconds: a timer further away than
+#: this is checked again after it (a selector refuses very long timeouts).
+MAX_WAIT = 3600.0
 #: The loop body's first frames (for one event) are written at once, this many; the
 #: next ones are written together when it asks for the next event, or as soon as
 #: :data:`GATHER_LIMIT` bytes have gathered.
@@ -99,12 +112,12 @@ class WebsocketSession:
         self._proxy_url: str | None = None
         self._selector: selectors.BaseSelector | None = None
         self._write_interest = False
-        self._pending: Deque[memoryview] = deque()
-        self._pending_size = 0
-        # Bytes ever queued and ever written, to tell a waiting sender whether its
-        # data went out before the connection ended.
-        self._queued_total = 0
+        # What the socket has not taken yet of the bytes last taken from the protocol.
+        self._unsent = memoryview(b"")
+        # Bytes ever written, to tell a waiting sender whether its data went out.
         self._sent_total = 0
+        # Why writing failed, once it has: nothing more is written after that.
+        self._write_error: str | None = None
         self._wake_reader: socket.socket | None = None
         self._wake_writer: socket.socket | None = None
         self._loop_thread: int | None = None
@@ -140,12 +153,12 @@ class WebsocketSession:
 
     # -- calls from any thread ----------------------------------------------------
 
-    def call(self, action: Callable[[ClientProtocol], T], wait_for_room: bool = True) -> T:
-        """Run ``action`` on the protocol under the lock, then send what it produced.
+    def call(self, action: Callable[[ClientProtocol], T]) -> T:
+        """Run ``action`` on the protocol under the lock, then write what it produced.
 
-        With ``wait_for_room``, a thread other than the loop's that finds the output
-        queue over the high-water mark waits for it to shrink (see the module
-        docstring). Closing does not wait: the close frame joins the queue.
+        Never waits for the socket and never raises a socket error: a write that
+        fails ends the connection (the loop reports it). Used for closing, which must
+        not wait behind queued data, and by the loop itself.
 
         In the loop's thread, while the application handles an event, its first
         :data:`GATHER_AFTER` frames are written at once and the next ones gather (up
@@ -153,112 +166,170 @@ class WebsocketSession:
         event: a burst of sends then costs one system call, not one per frame.
 
         Raises:
-            TransportFail: The socket failed while sending.
             WebSocketUnavailable: Raised by ``action`` when not connected.
         """
         in_loop = threading.get_ident() == self._loop_thread
         with self._lock:
             result = action(self.protocol)
-            if in_loop and self._suspended:
-                if self._writes_while_suspended >= GATHER_AFTER:
-                    if self.protocol.output_size < GATHER_LIMIT:
-                        return result  # written by _resume, or with the next frames
-                else:
-                    self._writes_while_suspended += 1
-            self._flush_locked(raise_errors=True)
-            queued = self._queued_total
+            if not (in_loop and self._gathering_locked()):
+                self._flush_locked()
         if not in_loop:
             self._wake()
-            if wait_for_room and self._pending_size > HIGH_WATER:
-                self._wait_for_drain(queued)
         return result
+
+    def send(self, action: Callable[[ClientProtocol], T]) -> T:
+        """:meth:`call` for data: a failed write raises, and other threads wait for room.
+
+        A thread other than the loop's that finds the output over the high-water
+        mark waits for it to shrink (see the module docstring).
+
+        Raises:
+            TransportFail: The socket failed while writing, now or before.
+            WebSocketUnavailable: Raised by ``action`` when not connected.
+        """
+        in_loop = threading.get_ident() == self._loop_thread
+        with self._lock:
+            result = action(self.protocol)
+            if not (in_loop and self._gathering_locked()):
+                self._flush_locked()
+            if self._write_error is not None:
+                raise TransportFail(self._write_error)
+            waiting = len(self._unsent) + self.protocol.output_size
+            end = self._sent_total + waiting  # where the caller's data ends
+        if not in_loop:
+            self._wake()
+            if waiting > HIGH_WATER:
+                self._wait_for_room(end)
+        return result
+
+    def _gathering_locked(self) -> bool:
+        """Whether the loop body's frame just queued waits for the next ones (see call)."""
+        if not self._suspended:
+            return False
+        if self._writes_while_suspended < GATHER_AFTER:
+            self._writes_while_suspended += 1
+            return False
+        return self.protocol.output_size < GATHER_LIMIT
 
     def force_disconnect(self) -> None:
         """Drop the connection; the loop then yields ``Disconnected(graceful=False)``."""
-        with self._lock:
-            self._flush_locked()  # what the loop body gathered goes first, as it was sent
-            self.protocol.abort("disconnected by force_disconnect()")
-            sock = self._sock
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-        self._wake()
+        self._drop("disconnected by force_disconnect()")
 
     def close(self) -> None:
-        """Close the socket at once (no close frame). Safe to call at any time.
+        """Drop the connection at once (no close frame). Safe to call at any time.
 
-        Frames the loop body gathered are written first, as far as the socket takes
-        them without waiting.
+        What the loop body gathered is written first, as far as the socket takes it
+        without waiting. A loop running in another thread ends promptly with
+        ``Disconnected(graceful=False)``.
         """
+        self._drop("the WebSocket was closed without a closing handshake")
+
+    def _drop(self, reason: str) -> None:
         with self._lock:
-            self._flush_locked()
-            self._close_socket_locked()
+            self._flush_locked()  # what the loop body gathered goes first, as it was sent
+            self._abort_locked(reason)
+            if self.running:
+                # The loop may be waiting on the socket in another thread: end the
+                # connection, and let the loop close the socket.
+                sock = self._sock
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+            else:
+                self._close_socket_locked()
+        self._wake()
 
     # -- output -------------------------------------------------------------------
 
-    def _flush_locked(self, raise_errors: bool = False) -> None:
+    def _flush_locked(self) -> None:
+        """Write what the protocol produced, as far as the socket takes it now.
+
+        Never raises: a socket error is noted (see :meth:`_write_failed_locked`).
+        """
         protocol = self.protocol
-        data = protocol.data_to_send()
         if self._close_sent_at is None and protocol.state in (State.CLOSING, State.CLOSED):
             self._close_sent_at = self._clock()
-        if not data:
-            return
-        if self._sock is None:
-            if protocol.state is not State.CONNECTING and raise_errors:
-                raise TransportFail("socket closed; data not sent")
-            return
-        self._pending.append(memoryview(data))
-        self._pending_size += len(data)
-        self._queued_total += len(data)
-        self._websocket_trace("socket_send", length=len(data))
-        try:
-            self._drain_locked()
-        except OSError as error:
-            protocol.abort(f"socket error; {error}")
-            self._close_socket_locked()
-            if raise_errors:
-                raise TransportFail(f"socket error; {error}") from None
-
-    def _drain_locked(self) -> None:
-        """Write queued bytes until the queue is empty or the kernel's buffer is full."""
         sock = self._sock
-        pending = self._pending
-        while pending and sock is not None:
-            chunk = pending[0]
+        if sock is None:
+            return  # not open yet (the request waits for _open), or over
+        if self._write_error is not None:
+            protocol.data_to_send()  # nothing can be written any more
+            return
+        try:
+            self._drain_locked(sock)
+        except OSError as error:
+            self._write_failed_locked(f"socket error; {error}")
+
+    def _drain_locked(self, sock: SocketLike) -> None:
+        """Write until the protocol has nothing more or the kernel's buffer is full.
+
+        The protocol's bytes are taken only once the socket has taken the previous
+        ones, so what waits, waits in the protocol (see the module docstring).
+        """
+        protocol = self.protocol
+        while True:
+            unsent = self._unsent
+            if not unsent:
+                data = protocol.data_to_send()
+                if not data:
+                    return
+                unsent = self._unsent = memoryview(data)
+                self._websocket_trace("socket_send", length=len(data))
             try:
-                sent = sock.send(chunk)
+                sent = sock.send(unsent)
             except self._would_block:
                 return
-            self._pending_size -= sent
             self._sent_total += sent
-            if sent == len(chunk):
-                pending.popleft()
-            else:
-                pending[0] = chunk[sent:]
+            self._unsent = unsent[sent:]
 
-    def _wait_for_drain(self, queued: int) -> None:
-        """Block a non-loop thread until the output queue is under the high-water mark.
+    def _write_failed_locked(self, reason: str) -> None:
+        """Writing failed: drop what waits, and let the loop read what already arrived.
+
+        The socket stays open for reading: a server that closes and then resets the
+        connection (or whose FIN makes our next write fail) sent its close frame
+        first, and the loop still reads it (see :meth:`_run`).
+        """
+        self._write_error = reason
+        self._unsent = memoryview(b"")
+        self.protocol.data_to_send()
+        self.protocol.send_failed(reason)
+
+    def _abort_locked(self, reason: str) -> None:
+        """End the connection now; graceful only if our close frame was written."""
+        if self._close_frame_unsent_locked():
+            self.protocol.send_failed(reason)
+        self.protocol.abort(reason)
+
+    def _close_frame_unsent_locked(self) -> bool:
+        """Whether our close frame was queued but not (entirely) written yet."""
+        protocol = self.protocol
+        # Nothing follows a close frame, so if anything waits, the close frame does.
+        waiting = self._unsent or protocol.output_size
+        return bool(waiting) and protocol.state in (State.CLOSING, State.CLOSED)
+
+    def _wait_for_room(self, end: int) -> None:
+        """Block a non-loop thread until the output is under the high-water mark.
 
         Args:
-            queued: The queue position just after the caller's data.
+            end: The position (in bytes ever written) just after the caller's data.
 
         Raises:
             TransportFail: The connection ended before the caller's data was written.
         """
         while True:
             with self._lock:
-                sock = self._sock
-                if sock is None:
-                    if self._sent_total < queued:
-                        raise TransportFail("connection closed before the data was sent")
+                if self._sent_total >= end:
                     return
-                try:
-                    self._drain_locked()
-                except OSError as error:
-                    raise TransportFail(f"socket error; {error}") from None
-                if self._pending_size <= HIGH_WATER:
+                sock = self._sock
+                if sock is not None:
+                    self._flush_locked()
+                if self._write_error is not None:
+                    raise TransportFail(self._write_error)
+                if sock is None:
+                    raise TransportFail("connection closed before the data was sent")
+                if len(self._unsent) + self.protocol.output_size <= HIGH_WATER:
                     return
             try:
                 select.select([], [sock], [], 0.1)
@@ -277,8 +348,7 @@ class WebsocketSession:
 
     def _close_socket_locked(self) -> None:
         sock, self._sock = self._sock, None
-        self._pending.clear()
-        self._pending_size = 0
+        self._unsent = memoryview(b"")
         if sock is not None:
             try:
                 sock.close()
@@ -313,7 +383,7 @@ class WebsocketSession:
         with self._lock:
             # Frames the application gathered just before it left the loop.
             self._flush_locked()
-            self.protocol.abort("the event loop was left")
+            self._abort_locked("the event loop was left")
             self.protocol.events_received()
             self._close_socket_locked()
         for resource in (self._selector, self._wake_reader, self._wake_writer):
@@ -413,6 +483,7 @@ class WebsocketSession:
         # Messages need nothing from the loop but the hand-over (unless tracing).
         plain = _MESSAGE_EVENTS if websocket.trace is None else frozenset()
         get_ident = threading.get_ident
+        event: events.Event | None = None
         while True:
             with self._lock:
                 received = protocol.events_received()
@@ -431,7 +502,8 @@ class WebsocketSession:
                     continue
                 self._note_event(event)
                 if kind is events.Disconnected:
-                    self.close()
+                    with self._lock:
+                        self._close_socket_locked()
                     yield event
                     return
                 if kind is events.Pong:
@@ -447,6 +519,9 @@ class WebsocketSession:
                 elif kind is events.Closing:
                     # The application has seen the server's close; now echo it.
                     self.call(ClientProtocol.echo_close)
+            # Handed over: hold no message while waiting (it may be large).
+            del received
+            event = None
 
             due = self._fire_timers(timers)
             if due is not None:
@@ -457,6 +532,13 @@ class WebsocketSession:
             with self._lock:
                 if protocol.has_events:
                     continue
+            if self._write_error is not None:
+                # Read what the server sent before writing failed (its close frame,
+                # typically, when it reset the connection after it), then end.
+                self._read_what_arrived(sock)
+                with self._lock:
+                    self._abort_locked(self._write_error)
+                continue
             self._wait(timers.timeout(protocol.state, self._close_sent_at))
 
     def _resume(self) -> None:
@@ -481,12 +563,14 @@ class WebsocketSession:
             if deadline is not None and deadline.expired:
                 seconds = deadline.seconds
                 with self._lock:
-                    protocol.abort(f"timed out after {seconds:g}s waiting for the upgrade response")
+                    self._abort_locked(
+                        f"timed out after {seconds:g}s waiting for the upgrade response"
+                    )
             return None
         if self._close_sent_at is not None and timers.close_timeout is not None:
             if now >= self._close_sent_at + timers.close_timeout:
                 with self._lock:
-                    protocol.abort(
+                    self._abort_locked(
                         f"server did not close the connection within "
                         f"{timers.close_timeout:g}s (close timeout)"
                     )
@@ -498,7 +582,7 @@ class WebsocketSession:
                     self._flush_locked()
         if state is State.OPEN and timers.unresponsive(now):
             with self._lock:
-                protocol.abort(f"no pong within {timers.ping_timeout:g}s (ping timeout)")
+                self._abort_locked(f"no pong within {timers.ping_timeout:g}s (ping timeout)")
             return events.Unresponsive()
         if timers.poll_due(now):
             return events.Poll()
@@ -510,7 +594,7 @@ class WebsocketSession:
         sock = self._sock
         if selector is None or sock is None:  # pragma: no cover - the loop ends first
             return
-        want_write = bool(self._pending)
+        want_write = bool(self._unsent)
         if not want_write and self.spin_time and (timeout is None or timeout > 0):
             if self._spin(sock, timeout):
                 return
@@ -518,11 +602,13 @@ class WebsocketSession:
             mask = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write else 0)
             selector.modify(sock, mask)
             self._write_interest = want_write
+        if timeout is not None:
+            timeout = min(timeout, MAX_WAIT)
         try:
             ready = selector.select(timeout)
         except OSError as error:  # pragma: no cover - a selector failing is a bug elsewhere
             with self._lock:
-                self.protocol.abort(f"selector error; {error}")
+                self._abort_locked(f"selector error; {error}")
             return
         for key, mask in ready:
             if key.fileobj is self._wake_reader:
@@ -530,10 +616,7 @@ class WebsocketSession:
                 continue
             if mask & selectors.EVENT_WRITE:
                 with self._lock:
-                    try:
-                        self._drain_locked()
-                    except OSError as error:
-                        self.protocol.abort(f"socket error; {error}")
+                    self._flush_locked()
             if mask & selectors.EVENT_READ:
                 self._read(sock)
 
@@ -594,7 +677,7 @@ class WebsocketSession:
                 return read
             except OSError as error:
                 with self._lock:
-                    self.protocol.abort(f"socket error; {error}")
+                    self._abort_locked(f"socket error; {error}")
                 return True
             read = True
             self._websocket_trace("socket_recv", length=size)
@@ -602,12 +685,23 @@ class WebsocketSession:
                 if size:
                     self.protocol.receive_data(data)  # type: ignore[arg-type]
                 else:
-                    self.protocol.receive_eof()
+                    self._end_of_input_locked()
                 self._flush_locked()
             # Decrypted bytes buffered inside the TLS layer never wake the selector.
             pending = self._tls_pending
             if not size or pending is None or not pending():
                 return True
+
+    def _end_of_input_locked(self) -> None:
+        if self._close_frame_unsent_locked():
+            self.protocol.send_failed("connection closed before our close frame was sent")
+        self.protocol.receive_eof()
+
+    def _read_what_arrived(self, sock: SocketLike) -> None:
+        """Read (after a write failed) what the kernel holds, up to a bound."""
+        for _ in range(READS_AFTER_WRITE_FAILURE):
+            if self.protocol.state is State.DISCONNECTED or not self._read(sock):
+                return
 
     def _note_event(self, event: events.Event) -> None:
         """Log and trace an event before it is yielded."""

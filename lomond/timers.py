@@ -2,8 +2,56 @@
 
 from __future__ import annotations
 
+import math
+
 from .deadline import Clock, Deadline
 from .protocol import State
+
+
+def check_seconds(name: str, value: object, *, zero: bool = True) -> None:
+    """Check a duration argument: ``None`` or a finite number of seconds, not negative.
+
+    Args:
+        name: The argument's name, for the message.
+        value: The value to check.
+        zero: Whether ``0`` is allowed.
+
+    Raises:
+        TypeError: ``value`` is not a number (``bool`` included) nor ``None``.
+        ValueError: ``value`` is negative (or ``0`` when not allowed), NaN or infinite.
+    """
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        least = "0 or more" if zero else "more than 0"
+        raise ValueError(f"{name} must be a finite number of seconds, {least}, not {value!r}")
+
+
+def check_connect_arguments(
+    *,
+    poll: object,
+    ping_rate: object,
+    ping_timeout: object,
+    auto_pong: object,
+    close_timeout: object,
+) -> None:
+    """Check the arguments of ``connect()`` (also taken by ``persist()``).
+
+    ``poll``, ``ping_rate`` and ``ping_timeout`` are off when ``0`` or ``None``;
+    ``close_timeout=None`` waits forever and ``0`` gives up at once.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: A duration is negative, NaN or infinite.
+    """
+    check_seconds("poll", poll)
+    check_seconds("ping_rate", ping_rate)
+    check_seconds("ping_timeout", ping_timeout)
+    check_seconds("close_timeout", close_timeout)
+    if not isinstance(auto_pong, int):  # bool is an int; 0 and 1 as in lomond 0.3
+        raise TypeError(f"auto_pong must be True or False, not {auto_pong!r}")
 
 
 class Periodic:

@@ -260,7 +260,7 @@ class NestedTLSSocket:
                     pass
         return b"".join(chunks)
 
-    def send(self, data: bytes | memoryview, /) -> int:
+    def send(self, data: bytes | bytearray | memoryview, /) -> int:
         with self._lock:
             if self._unsent or self._unsent_plaintext:
                 self._flush_locked()
@@ -278,7 +278,7 @@ class NestedTLSSocket:
                 raise
             return written
 
-    def sendall(self, data: bytes | memoryview, /) -> None:
+    def sendall(self, data: bytes | bytearray | memoryview, /) -> None:
         view = memoryview(data)
         while view:
             view = view[self.send(view) :]

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import os
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, Sequence
 
 from . import events
 from .compression import Deflate
 from .constants import USER_AGENT
-from .errors import TransportFail, WebSocketUnavailable
+from .errors import WebSocketUnavailable
 from .frames import Opcode, truncate_utf8
 from .handshake import HeadersArgument, build_request, make_key, normalize_headers, validate_header
 from .logger import log
+from .mask import byte_view
 from .protocol import ClientProtocol, State
 from .proxy import Proxy, check_proxies, select_proxy
 from .session import WebsocketSession
 from .status import Status, is_valid_close_code
+from .timers import check_connect_arguments, check_seconds
 from .url import parse_url
 
 if TYPE_CHECKING:
@@ -77,8 +80,8 @@ class WebSocket:
         target = parse_url(url)
         if not isinstance(compress, (bool, Deflate)):
             raise TypeError("compress must be True, False or a lomond.compression.Deflate")
-        _check_positive("connect_timeout", connect_timeout, float)
-        _check_positive("max_message_size", max_message_size, int)
+        check_seconds("connect_timeout", connect_timeout, zero=False)
+        _check_size("max_message_size", max_message_size)
 
         self.scheme = target.scheme
         self.host = target.host
@@ -100,6 +103,8 @@ class WebSocket:
         self._headers = normalize_headers(headers)
         self._default_ssl_context: ssl.SSLContext | None = None
         self._session: WebsocketSession | None = None
+        # The generator connect() returned last, while it may still run.
+        self._loop: weakref.ref[Generator[events.Event, None, None]] | None = None
         self._key = make_key(os.urandom(16))
 
     def __repr__(self) -> str:
@@ -248,10 +253,24 @@ class WebSocket:
         Raises:
             RuntimeError: A connection loop is still running.
         """
-        if self._session is not None and self._session.running:
-            raise RuntimeError("cannot reset a WebSocket while its event loop is running")
+        self._check_not_running("reset")
         self._session = None
+        self._loop = None
         self._key = make_key(os.urandom(16))
+
+    def _check_not_running(self, what: str) -> None:
+        """Raise ``RuntimeError`` while the generator of the last connect() may run.
+
+        From ``connect()`` until that generator is exhausted, closed or collected,
+        even before its first event, so that two loops never share one WebSocket.
+        """
+        loop = None if self._loop is None else self._loop()
+        # A generator keeps its frame until it is exhausted or closed.
+        if loop is not None and getattr(loop, "gi_frame", None) is not None:
+            raise RuntimeError(
+                f"cannot {what} a WebSocket while its event loop is running "
+                "(leave or close the loop of the previous connect() first)"
+            )
 
     def connect(
         self,
@@ -275,8 +294,19 @@ class WebSocket:
                 handshake after our close frame; ``None`` waits forever.
 
         Raises:
-            RuntimeError: A previous connection's loop is still running.
+            RuntimeError: A previous connection's loop is still running (from its
+                ``connect()`` call on, even before its first event).
+            TypeError: An argument has the wrong type.
+            ValueError: A duration is negative, NaN or infinite.
         """
+        check_connect_arguments(
+            poll=poll,
+            ping_rate=ping_rate,
+            ping_timeout=ping_timeout,
+            auto_pong=auto_pong,
+            close_timeout=close_timeout,
+        )
+        self._check_not_running("connect")
         self.reset()
         session = self._session = session_class(self)
         self.emit_trace(
@@ -287,13 +317,15 @@ class WebSocket:
             auto_pong=auto_pong,
             close_timeout=close_timeout,
         )
-        return session.run(
+        loop = session.run(
             poll=poll,
             ping_rate=ping_rate,
             ping_timeout=ping_timeout,
             auto_pong=auto_pong,
             close_timeout=close_timeout,
         )
+        self._loop = weakref.ref(loop)
+        return loop
 
     def __iter__(self) -> Generator[events.Event, None, None]:
         return self.connect()
@@ -333,7 +365,7 @@ class WebSocket:
             raise TypeError(f"text must be a str, not {type(text).__name__}")
         session = self._connected_session()
         payload = text.encode("utf-8")
-        compressed = session.call(lambda p: p.send_message(Opcode.TEXT, payload, compress))
+        compressed = session.send(lambda p: p.send_message(Opcode.TEXT, payload, compress))
         self.emit_trace("send_text", length=len(text), compressed=compressed)
 
     def send_binary(self, data: bytes | bytearray | memoryview, compress: bool = True) -> None:
@@ -347,8 +379,9 @@ class WebSocket:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
         session = self._connected_session()
-        payload = bytes(data)
-        compressed = session.call(lambda p: p.send_message(Opcode.BINARY, payload, compress))
+        # Not copied: the frame is built (masked, or compressed) before this returns.
+        payload = data if type(data) is bytes else byte_view(data)
+        compressed = session.send(lambda p: p.send_message(Opcode.BINARY, payload, compress))
         self.emit_trace("send_binary", length=len(payload), compressed=compressed)
 
     def send_json(self, _obj: Any = _UNSET, **kwargs: Any) -> None:
@@ -374,7 +407,7 @@ class WebSocket:
             ValueError: ``data`` is longer than 125 bytes.
         """
         _check_control_payload("ping", data)
-        self._connected_session().call(lambda p: p.send_ping(bytes(data)))
+        self._connected_session().send(lambda p: p.send_ping(bytes(data)))
         self.emit_trace("send_ping", length=len(data))
 
     def send_pong(self, data: bytes) -> None:
@@ -385,7 +418,7 @@ class WebSocket:
             ValueError: ``data`` is longer than 125 bytes.
         """
         _check_control_payload("pong", data)
-        self._connected_session().call(lambda p: p.send_pong(bytes(data)))
+        self._connected_session().send(lambda p: p.send_pong(bytes(data)))
         self.emit_trace("send_pong", length=len(data))
 
     def close(self, code: int = Status.NORMAL, reason: str | bytes = "goodbye") -> None:
@@ -416,11 +449,9 @@ class WebSocket:
         if session is None:
             return
         reason_bytes = truncate_utf8(reason_bytes, 123)
-        try:
-            sent = session.call(lambda p: p.close(code, reason_bytes), wait_for_room=False)
-        except TransportFail:
-            # The socket is broken: the loop is ending with Disconnected anyway.
-            return
+        # Never waits behind queued data, and a broken socket does not raise: the
+        # loop is then ending with Disconnected anyway.
+        sent = session.call(lambda p: p.close(code, reason_bytes))
         if sent:
             self.emit_trace("close_requested", code=int(code), reason=reason_bytes.decode("utf-8"))
 
@@ -432,11 +463,10 @@ def _check_control_payload(kind: str, data: object) -> None:
         raise ValueError(f"{kind} data must be at most 125 bytes (RFC 6455 §5.5)")
 
 
-def _check_positive(name: str, value: object, kind: type) -> None:
+def _check_size(name: str, value: object) -> None:
     if value is None:
         return
-    numeric = (int, float) if kind is float else (int,)
-    if isinstance(value, bool) or not isinstance(value, numeric):
-        raise TypeError(f"{name} must be a number or None, not {type(value).__name__}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
     if value <= 0:
         raise ValueError(f"{name} must be positive (or None), not {value!r}")

@@ -652,9 +652,31 @@ class TestRFC6455_5_5_ControlFrames:
         assert outcome.described == [READY, "Ping(data=b'hi')"]
         assert outcome.sent == b""
 
-    def test_every_ping_gets_its_pong(self) -> None:
-        outcome = feed(RESPONSE + frame(Opcode.PING, b"1") + frame(Opcode.PING, b"2"))
+    def test_every_ping_gets_its_pong_once_the_last_pong_was_taken(self) -> None:
+        pings = [RESPONSE + frame(Opcode.PING, b"1"), frame(Opcode.PING, b"2")]
+        outcome = run(pings)  # the shell takes the output after each input
         assert outcome.frames == [Sent(Opcode.PONG, b"1"), Sent(Opcode.PONG, b"2")]
+
+    def test_a_waiting_pong_answers_only_the_latest_ping(self) -> None:
+        # RFC 6455 §5.5.3: while a pong waits, a newer ping replaces its payload, so
+        # a server flooding pings that it never reads cannot grow the output queue.
+        protocol = open_protocol()
+        for index in range(1000):
+            protocol.receive_data(frame(Opcode.PING, str(index).encode()))
+        assert [event.name for event in protocol.events_received()] == ["ping"] * 1000
+        assert sent_frames(protocol.data_to_send()) == [Sent(Opcode.PONG, b"999")]
+
+    def test_a_pong_behind_other_frames_is_not_replaced(self) -> None:
+        protocol = open_protocol()
+        protocol.receive_data(frame(Opcode.PING, b"1"))
+        protocol.send_message(Opcode.TEXT, b"reply")
+        protocol.receive_data(frame(Opcode.PING, b"2"))
+        protocol.receive_data(frame(Opcode.PING, b"3"))
+        assert sent_frames(protocol.data_to_send()) == [
+            Sent(Opcode.PONG, b"1"),
+            Sent(Opcode.TEXT, b"reply"),
+            Sent(Opcode.PONG, b"3"),
+        ]
 
     def test_pong(self) -> None:
         outcome = feed(RESPONSE + frame(Opcode.PONG, b"unsolicited"))
@@ -1786,6 +1808,12 @@ def valid_traffic(draw: st.DrawFn, compression: bool) -> tuple[bytes, list[str],
     return b"".join(frames), expected, pongs
 
 
+def assert_subsequence(items: list[Any], sequence: list[Any]) -> None:
+    """Assert that ``items`` appear in ``sequence`` in the same order."""
+    remaining = iter(sequence)
+    assert all(item in remaining for item in items), (items, sequence)
+
+
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     cuts = sorted(cuts)
     return [data[start:end] for start, end in zip([0, *cuts], [*cuts, len(data)])]
@@ -1828,11 +1856,17 @@ class TestProperties:
         stream = (DEFLATE_RESPONSE if compression else RESPONSE) + frames
         cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=12))
         whole = run([stream], **options)
-        chopped = run(split(stream, cuts), **options)
+        chunks = split(stream, cuts)
+        chopped = run(chunks, **options)
         assert whole.described == [DEFLATE_READY if compression else READY, *expected]
         assert chopped.described == whole.described
-        assert chopped.sent == whole.sent
-        assert whole.frames == pongs
+        # RFC 6455 §5.5.3: a pong still waiting answers only the latest ping. Fed in
+        # one piece, only the last ping is answered; fed in pieces (the output taken
+        # after each), the pongs are some of the pings' in order, the last one always.
+        assert whole.frames == pongs[-1:]
+        assert_subsequence(chopped.frames, pongs)
+        assert chopped.frames[-1:] == pongs[-1:]
+        assert len(chopped.frames) <= len(chunks)
 
     @PROPERTY_SETTINGS
     @given(
