@@ -9,6 +9,7 @@ import base64
 import contextlib
 import hashlib
 import socket
+import ssl
 import threading
 from typing import Any, Callable, Iterator
 
@@ -129,16 +130,41 @@ def frame(opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0) -> 
 
 
 @contextlib.contextmanager
-def raw_server(script: Callable[[RawConnection], None]) -> Iterator[str]:
-    """Accept connections and run ``script`` on each; yield the base URL."""
+def raw_server(
+    script: Callable[[RawConnection], None],
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    receive_buffer: int | None = None,
+) -> Iterator[str]:
+    """Accept connections and run ``script`` on each; yield the base URL.
+
+    Args:
+        script: Plays the server's part on each accepted connection.
+        ssl_context: Serve ``wss://``: each connection is wrapped in TLS first.
+        receive_buffer: ``SO_RCVBUF`` for the accepted sockets, to make a server that
+            does not read fill up quickly.
+    """
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if receive_buffer is not None:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     port = listener.getsockname()[1]
     errors: list[BaseException] = []
 
     def serve_one(sock: socket.socket) -> None:
+        # As real servers do: a reset right after a send must not find the bytes
+        # still held back by Nagle's algorithm (they would be lost with it).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ssl_context is not None:
+            try:
+                sock.settimeout(5)
+                sock = ssl_context.wrap_socket(sock, server_side=True)
+                sock.settimeout(None)
+            except OSError:
+                sock.close()
+                return
         connection = RawConnection(sock)
         try:
             script(connection)
@@ -160,7 +186,7 @@ def raw_server(script: Callable[[RawConnection], None]) -> Iterator[str]:
     thread = threading.Thread(target=accept_loop, daemon=True)
     thread.start()
     try:
-        yield f"ws://127.0.0.1:{port}"
+        yield f"{'ws' if ssl_context is None else 'wss'}://127.0.0.1:{port}"
     finally:
         with contextlib.suppress(OSError):
             listener.shutdown(socket.SHUT_RDWR)

@@ -252,9 +252,26 @@ class TestRetryAfterParsing:
     def test_http_date_in_the_past_is_zero(self) -> None:
         assert parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", time.time()) == 0.0
 
-    @pytest.mark.parametrize("value", [None, "", "   ", "soon", "inf", "-inf", "nan", "1e999"])
+    @pytest.mark.parametrize(
+        "value",
+        [
+            None,
+            "",
+            "   ",
+            "soon",
+            "inf",
+            "-inf",
+            "nan",
+            "1e999",
+            "Fri, 01 Jan 10000 00:00:00 GMT",
+            "Fri, 01 Jan 99999999999 00:00:00 GMT",
+        ],
+    )
     def test_unusable_values_are_ignored(self, value: str | None) -> None:
         assert parse_retry_after(value, now=1000.0) is None
+
+    def test_huge_numbers_are_kept_for_the_clamp(self) -> None:
+        assert parse_retry_after("9" * 40, now=1000.0) == float("9" * 40)
 
 
 # -- the event flow, scripted ------------------------------------------------------
@@ -571,6 +588,22 @@ class TestFlappingServer:
         assert isinstance(rejection, Rejected)
         assert rejection.response.status_code == 503
         assert delay_of(collected[-1]) == 30.0
+
+    @pytest.mark.parametrize(
+        ("header", "delay"),
+        [("Fri, 01 Jan 10000 00:00:00 GMT", 0.5), ("9" * 400, 0.5), ("1" + "0" * 30, 30.0)],
+        ids=["year-10000", "too-large-for-a-float", "huge"],
+    )
+    def test_503_with_a_hostile_retry_after(self, header: str, delay: float) -> None:
+        """Ignored (the back-off applies) or clamped to ``max_wait``; never an exception."""
+        with websockets_server(hold_open, process_request=reject_503(header)) as url:
+            collected = run_until(
+                WebSocket(url),
+                lambda event, _: isinstance(event, BackOff),
+                backoff=RecordingBackoff(0.5),
+            )
+        assert [event.name for event in collected][-3:] == ["rejected", "disconnected", "back_off"]
+        assert delay_of(collected[-1]) == delay
 
     def test_503_with_retry_after_within_max_wait(self) -> None:
         backoff = RecordingBackoff(0.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import gc
 import json
 import logging
 import os
@@ -1164,6 +1165,41 @@ class TestLifecycle:
                 seen.append(event.name)
                 if event.name == "ready":
                     ws.close()
+        assert seen == OPEN + ["closed", "disconnected"]
+
+    def test_connect_before_the_first_loop_started_raises(self) -> None:
+        """Even before its first event, the first loop owns the WebSocket."""
+        with websockets_server(echo) as url:
+            ws = WebSocket(url)
+            first = ws.connect(close_timeout=2)
+            with pytest.raises(RuntimeError, match="cannot connect a WebSocket while its"):
+                ws.connect()
+            with pytest.raises(RuntimeError, match="cannot reset a WebSocket while its"):
+                ws.reset()
+            seen = []
+            for event in first:  # the first loop is intact: it connects and closes
+                seen.append(event.name)
+                if event.name == "ready":
+                    ws.send_text("hello")
+                elif event.name == "text":
+                    ws.close()
+        assert seen == OPEN + ["text", "closed", "disconnected"]
+
+    @pytest.mark.parametrize("how", ["closed", "collected", "exhausted"])
+    def test_connect_after_the_first_loop_is_gone(self, how: str) -> None:
+        with websockets_server(echo) as url:
+            ws = WebSocket(url)
+            first = ws.connect(close_timeout=2)
+            if how == "closed":
+                first.close()
+            elif how == "collected":
+                del first
+                gc.collect()
+            else:
+                for event in first:
+                    if event.name == "ready":
+                        ws.close()
+            seen = names(run(ws, lambda event: event.name == "ready" and ws.close()))
         assert seen == OPEN + ["closed", "disconnected"]
 
     @pytest.mark.parametrize("how", ["break", "exception", "generator-close", "collected"])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import socket
+import threading
 from typing import Any, Callable
 
 import pytest
@@ -31,6 +33,7 @@ from servers import (
 
 from lomond import WebSocket
 from lomond.errors import WebSocketClosed, WebSocketClosing, WebSocketUnavailable
+from lomond.persist import persist
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -581,3 +584,93 @@ class TestProperties:
             "ended": (False, False, True),
         }
         assert ws.supports_compression is False
+
+
+class TestWithBlockInAnotherThread:
+    def test_leaving_the_with_block_ends_a_loop_running_elsewhere(self) -> None:
+        """The loop ends promptly with ``Disconnected(graceful=False)``, no Poll storm."""
+        with websockets_server(echo) as url:
+            ws = WebSocket(url)
+            ready = threading.Event()
+            collected: list[Any] = []
+
+            def loop() -> None:
+                for event in ws.connect(poll=60):
+                    collected.append(event)
+                    if event.name == "ready":
+                        ready.set()
+
+            thread = threading.Thread(target=loop, daemon=True)
+            with ws:
+                thread.start()
+                assert ready.wait(5)
+            thread.join(5)
+            assert not thread.is_alive(), "the loop did not end"
+        assert names(collected) == OPEN + ["disconnected"]
+        assert collected[-1].graceful is False
+        assert collected[-1].reason == "the WebSocket was closed without a closing handshake"
+
+
+class TestConnectArguments:
+    """``connect()`` (and ``persist()``) check every argument when called."""
+
+    BAD = [
+        ("poll", -1, ValueError),
+        ("poll", math.nan, ValueError),
+        ("poll", math.inf, ValueError),
+        ("poll", "5", TypeError),
+        ("poll", True, TypeError),
+        ("ping_rate", -1, ValueError),
+        ("ping_rate", math.nan, ValueError),
+        ("ping_rate", [], TypeError),
+        ("ping_timeout", -0.5, ValueError),
+        ("ping_timeout", math.inf, ValueError),
+        ("close_timeout", -1, ValueError),
+        ("close_timeout", math.nan, ValueError),
+        ("close_timeout", "30", TypeError),
+        ("auto_pong", "yes", TypeError),
+        ("auto_pong", None, TypeError),
+    ]
+
+    @pytest.mark.parametrize(("name", "value", "error"), BAD)
+    def test_bad_values_raise_before_any_network_work(
+        self, name: str, value: object, error: type
+    ) -> None:
+        ws = WebSocket(f"ws://127.0.0.1:{free_port_refused()}")
+        with pytest.raises(error, match=name):
+            ws.connect(**{name: value})
+        with pytest.raises(error, match=name):
+            persist(ws, **{name: value})
+        assert ws.session is None  # nothing was started
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("poll", 0),
+            ("poll", None),
+            ("poll", 0.25),
+            ("ping_rate", 0),
+            ("ping_rate", None),
+            ("ping_timeout", 0),
+            ("ping_timeout", None),
+            ("close_timeout", 0),
+            ("close_timeout", None),
+            ("auto_pong", False),
+            ("auto_pong", 1),
+        ],
+    )
+    def test_good_values(self, name: str, value: object) -> None:
+        with websockets_server(echo) as url:
+            ws = WebSocket(url)
+            collected = run(ws, lambda event: event.name == "ready" and ws.close(), **{name: value})
+        if name == "close_timeout" and value == 0:
+            # Gives up on the server's close frame at once (it may still be quick).
+            assert names(collected) in (OPEN + ["disconnected"], OPEN + ["closed", "disconnected"])
+        else:
+            assert names(collected) == OPEN + ["closed", "disconnected"]
+
+    @pytest.mark.parametrize("value", [-1, 0, math.nan, math.inf, "30"])
+    def test_connect_timeout(self, value: object) -> None:
+        error = TypeError if isinstance(value, str) else ValueError
+        with pytest.raises(error, match="connect_timeout"):
+            WebSocket("ws://example.org", connect_timeout=value)  # type: ignore[arg-type]
