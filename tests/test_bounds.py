@@ -21,7 +21,9 @@ from servers import OPEN, RawConnection, frame, raw_server
 
 from lomond import WebSocket
 from lomond.compression import MAX_STREAMS_PER_FRAME
+from lomond.errors import TransportFail
 from lomond.messages import MAX_FRAGMENTS
+from lomond.session import HIGH_WATER
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -310,6 +312,45 @@ class TestSends:
         assert received.is_set()
         assert event_names(kept)[-2:] == ["closed", "disconnected"]
         assert peaks[0] < self.SIZE + MiB, f"peak {peaks[0] / MiB:.1f} MiB"
+
+
+class TestOutputQueue:
+    """A thread other than the loop's waits once 4 MiB are queued (``HIGH_WATER``)."""
+
+    def test_a_thread_sending_to_a_server_that_never_reads(self) -> None:
+        release = threading.Event()
+        message = bytes(MiB)  # allocated before tracing
+
+        def script(connection: RawConnection) -> None:
+            connection.handshake()
+            release.wait(10)  # never reads
+
+        outcome: list[BaseException] = []
+        with raw_server(script, receive_buffer=4 * KiB) as url, traced() as peak:
+            ws = WebSocket(url)
+
+            def sender() -> None:
+                try:
+                    for _ in range(64):  # 64 MiB: 16 times the high-water mark
+                        ws.send_binary(message)
+                except TransportFail as error:
+                    outcome.append(error)
+
+            thread = threading.Thread(target=sender, daemon=True)
+            polls = 0
+            for event in ws.connect(poll=0.1, close_timeout=0.3):
+                if event.name == "ready":
+                    thread.start()
+                elif event.name == "poll":
+                    polls += 1
+                    if polls == 5:
+                        ws.close()
+            thread.join(5)
+            used = peak()
+            release.set()
+        assert len(outcome) == 1, "the sender should have waited, then failed"
+        # The high-water mark, one message over it, and the kernel's share aside.
+        assert used < HIGH_WATER + 3 * MiB, f"peak {used / MiB:.1f} MiB"
 
 
 class TestReceivedMessagesAreReleased:

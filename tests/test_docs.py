@@ -18,7 +18,9 @@ import inspect
 import os
 import re
 import signal
+import socket
 import ssl
+import struct
 import subprocess
 import sys
 import textwrap
@@ -31,7 +33,7 @@ from servers import RawConnection, echo, frame, free_port_refused, raw_server, w
 
 from lomond import WebSocket, events
 from lomond.demo_server import EchoServer
-from lomond.errors import WebSocketClosing
+from lomond.errors import TransportFail, WebSocketClosing
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -571,6 +573,31 @@ def scenario_server_close() -> list[Any]:
         return run(ws, on_event)
 
 
+def scenario_server_close_reset() -> list[Any]:
+    def server(connection: RawConnection) -> None:
+        connection.handshake()
+        connection.sock.recv(64)  # the start of the message: enough to refuse it
+        connection.send(frame(0x8, (1009).to_bytes(2, "big") + b"too big"))
+        time.sleep(0.05)  # the client has read the close frame (and not yet echoed)
+        connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.sock.close()
+
+    with raw_server(server) as url:
+        ws = WebSocket(url + "/")
+
+        def on_event(event: Any) -> None:
+            if event.name == "ready":
+                ws.send_binary(bytes(256 * 1024))
+            elif event.name == "closing":
+                time.sleep(0.2)  # the reset arrives before the echo is written
+                with pytest.raises(TransportFail):
+                    ws.send_text("still there?")
+
+        collected = run(ws, on_event)
+    assert collected[-1].reason == "socket error; [Errno 104] Connection reset by peer"
+    return collected
+
+
 def scenario_connect_fail() -> list[Any]:
     return run(WebSocket(f"ws://127.0.0.1:{free_port_refused()}/"))
 
@@ -663,6 +690,7 @@ SCENARIOS: dict[str, Callable[[], list[Any]]] = {
     "session": scenario_session,
     "client-close": scenario_client_close,
     "server-close": scenario_server_close,
+    "server-close-reset": scenario_server_close_reset,
     "connect-fail": scenario_connect_fail,
     "rejected": scenario_rejected,
     "no-response": scenario_no_response,
