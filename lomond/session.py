@@ -170,9 +170,7 @@ class WebsocketSession:
         """
         in_loop = threading.get_ident() == self._loop_thread
         with self._lock:
-            result = action(self.protocol)
-            if not (in_loop and self._gathering_locked()):
-                self._flush_locked()
+            result = self._apply_locked(action, in_loop)
         if not in_loop:
             self._wake()
         return result
@@ -189,9 +187,7 @@ class WebsocketSession:
         """
         in_loop = threading.get_ident() == self._loop_thread
         with self._lock:
-            result = action(self.protocol)
-            if not (in_loop and self._gathering_locked()):
-                self._flush_locked()
+            result = self._apply_locked(action, in_loop)
             if self._write_error is not None:
                 raise TransportFail(self._write_error)
             waiting = len(self._unsent) + self.protocol.output_size
@@ -200,6 +196,13 @@ class WebsocketSession:
             self._wake()
             if waiting > HIGH_WATER:
                 self._wait_for_room(end)
+        return result
+
+    def _apply_locked(self, action: Callable[[ClientProtocol], T], in_loop: bool) -> T:
+        """Run ``action``, then write its output unless it gathers (see :meth:`call`)."""
+        result = action(self.protocol)
+        if not (in_loop and self._gathering_locked()):
+            self._flush_locked()
         return result
 
     def _gathering_locked(self) -> bool:
@@ -255,7 +258,7 @@ class WebsocketSession:
         if sock is None:
             return  # not open yet (the request waits for _open), or over
         if self._write_error is not None:
-            protocol.data_to_send()  # nothing can be written any more
+            self._discard_output_locked()  # nothing can be written any more
             return
         try:
             self._drain_locked(sock)
@@ -292,9 +295,13 @@ class WebsocketSession:
         first, and the loop still reads it (see :meth:`_run`).
         """
         self._write_error = reason
-        self._unsent = memoryview(b"")
-        self.protocol.data_to_send()
+        self._discard_output_locked()
         self.protocol.send_failed(reason)
+
+    def _discard_output_locked(self) -> None:
+        self._unsent = memoryview(b"")
+        while self.protocol.data_to_send():
+            pass
 
     def _abort_locked(self, reason: str) -> None:
         """End the connection now; graceful only if our close frame was written."""

@@ -64,7 +64,8 @@ def event_names(kept: list[Any]) -> list[str]:
 def finish(connection: RawConnection) -> None:
     """Read until the client's close frame, answer it and end the connection."""
     with contextlib.suppress(OSError):
-        read_until_close(connection)
+        # Generous: under tracemalloc, on a loaded machine, the client can be slow.
+        read_until_close(connection, timeout=30)
         connection.send(close_frame(1000))
         connection.sock.shutdown(socket.SHUT_WR)
 
@@ -135,7 +136,7 @@ class TestFragments:
             connection.handshake()
             send_fragments(connection, OP_BINARY, 0, size, count=MAX_FRAGMENTS + 10)
             with contextlib.suppress(OSError):
-                closed.extend(read_until_close(connection)[-1:])
+                closed.extend(read_until_close(connection, timeout=30)[-1:])
                 connection.send(close_frame(1000))
 
         with raw_server(script) as url, traced() as peak:
