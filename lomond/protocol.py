@@ -146,6 +146,9 @@ class ClientProtocol:
         self._send_failure: str | None = None
         # Whether the last frame waiting in _outgoing is an automatic pong.
         self._pong_waiting = False
+        #: Set by the shell while the socket does not take the bytes it was given
+        #: (the server is not reading): automatic pongs then replace each other.
+        self.output_blocked = False
 
         self._events: list[events.Event] = []
         self._outgoing: list[bytes | bytearray] = [request]
@@ -264,12 +267,14 @@ class ClientProtocol:
         self._pong_waiting = False
 
     def _send_automatic_pong(self, payload: bytes) -> None:
-        """Answer a ping, replacing an automatic pong that is still waiting.
+        """Answer a ping; while output is blocked, replace a pong that still waits.
 
-        RFC 6455 §5.5.3 allows answering only the most recent ping; doing so keeps a
-        server that floods pings without reading from growing the output queue.
+        Every ping gets its pong while the server reads. While it does not
+        (:attr:`output_blocked`), RFC 6455 §5.5.3 allows answering only the most
+        recent ping: a server that floods pings without reading then has one pong
+        waiting, not one per ping.
         """
-        if self._pong_waiting:
+        if self._pong_waiting and self.output_blocked:
             self._outgoing_size -= len(self._outgoing.pop())
         self._send_frame(Opcode.PONG, payload)
         self._pong_waiting = True

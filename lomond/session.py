@@ -277,12 +277,14 @@ class WebsocketSession:
             if not unsent:
                 data = protocol.data_to_send()
                 if not data:
+                    protocol.output_blocked = False
                     return
                 unsent = self._unsent = memoryview(data)
                 self._websocket_trace("socket_send", length=len(data))
             try:
                 sent = sock.send(unsent)
             except self._would_block:
+                protocol.output_blocked = True
                 return
             self._sent_total += sent
             self._unsent = unsent[sent:]
