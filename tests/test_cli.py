@@ -420,12 +420,72 @@ class TestProxy:
         assert_no_traceback(result)
 
 
+def slow_echo(connection: ServerConnection) -> None:
+    """Echo every message back after 0.3 seconds."""
+    for message in connection:
+        time.sleep(0.3)
+        connection.send(message)
+
+
+def ignore_close(connection: RawConnection) -> None:
+    """Accept the upgrade, then read every frame and answer none, not even a close."""
+    connection.handshake()
+    while True:
+        connection.recv_frame()
+
+
 class TestPersist:
     def test_persist_ends_after_a_graceful_exit(self, echo_url: str) -> None:
         result = lomond_cli(echo_url, "--persist", "--send", "again")
         assert result.returncode == 0, result.stderr
         assert event_names(result.stdout).count("connecting") == 1
         assert "back_off" not in result.stdout
+
+    @pytest.mark.parametrize("persist", [[], ["--persist"]], ids=["once", "persist"])
+    def test_end_of_input_waits_for_the_replies(self, persist: list[str]) -> None:
+        # The end of stdin closes once no message arrived for --linger seconds (0.5),
+        # with or without --persist: the reply, 0.3 s later, is printed.
+        with websockets_server(slow_echo) as url:
+            result = lomond_cli(url, *persist, input="q\n")
+        assert result.returncode == 0, result.stderr
+        assert event_names(result.stdout) == [
+            "connecting",
+            "connected",
+            "ready",
+            "text",
+            "closed",
+            "disconnected",
+        ]
+        assert "'q'" in result.stdout
+
+    def test_persist_with_empty_stdin_connects_then_closes(self, echo_url: str) -> None:
+        result = lomond_cli(echo_url, "--persist", input=None)  # stdin is /dev/null
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        assert event_names(result.stdout) == [
+            "connecting",
+            "connected",
+            "ready",
+            "closed",
+            "disconnected",
+        ]
+
+    @pytest.mark.parametrize("persist", [[], ["--persist"]], ids=["once", "persist"])
+    def test_closing_takes_at_most_five_seconds(self, persist: list[str]) -> None:
+        # docs/cli.rst: "Closing takes at most five seconds", --persist or not. The
+        # close starts at --timeout (0.5 s); the server never answers it.
+        with raw_server(ignore_close) as url:
+            started = time.monotonic()
+            result = lomond_cli(url, *persist, "--no-input", "--timeout", "0.5", input=None)
+            elapsed = time.monotonic() - started
+        assert 5 < elapsed < 10, elapsed
+        assert result.returncode == 1
+        last = result.stdout.splitlines()[-1]
+        assert last.endswith(
+            "disconnected   server did not close the connection within 5s (close timeout) "
+            "(not graceful)"
+        )
+        assert result.stderr == "lomond: timed out after 0.5s\n"
 
 
 class TestUsage:
