@@ -373,6 +373,11 @@ class TestTLS:
         result = lomond_cli(wss_url, "--insecure", "--send", "trusting")
         assert result.returncode == 0, result.stderr
         assert "'trusting'" in result.stdout
+        # Connecting without verification is never silent.
+        assert result.stderr == (
+            "lomond: warning: --insecure: TLS certificates and host names are not "
+            "verified; anyone on the network path can read and change this connection\n"
+        )
 
 
 def tunnel(connection: RawConnection) -> None:
