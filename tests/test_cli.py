@@ -689,3 +689,25 @@ class TestHelpers:
         result = lomond_cli("-v", f"ws://127.0.0.1:{port}/", input=None)
         assert result.returncode == 1
         assert "lomond: DEBUG: connect failed: connection refused" in result.stderr
+
+    def test_verbose_shows_a_successful_session(self, echo_url: str) -> None:
+        result = lomond_cli("-v", echo_url, "--send", "hi")
+        assert result.returncode == 0, result.stderr
+        port = echo_url.rsplit(":", 1)[1]
+        assert result.stderr.splitlines() == [
+            f"lomond: DEBUG: connecting to 127.0.0.1:{port}",
+            f"lomond: INFO: upgrade accepted by {echo_url} (protocol none, extensions none)",
+            "lomond: INFO: closing handshake complete: 1000 'goodbye'",
+            "lomond: INFO: disconnected: closed (graceful=True)",
+        ]
+
+    def test_verbose_shows_a_close_by_the_server(self) -> None:
+        def close_at_once(connection: ServerConnection) -> None:
+            connection.close(1001, "bye now")
+
+        with websockets_server(close_at_once) as url:
+            result = lomond_cli("-v", url, "--no-input")
+        assert result.returncode == 0, result.stderr
+        assert "lomond: INFO: the server started the closing handshake: 1001 'bye now'\n" in (
+            result.stderr
+        )
