@@ -36,6 +36,8 @@ from lomond.errors import WebSocketClosing
 pytestmark = pytest.mark.timeout(30)
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Where the README's links to the repository's files start.
+REPOSITORY_FILES = "https://github.com/wildfoundry/dataplicity-lomond/blob/HEAD/"
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
 PAGES = sorted(DOCS.glob("*.rst"))
@@ -323,8 +325,11 @@ class TestPages:
         assert [path for path in shown if path.resolve() not in included] == []
 
     def test_the_readme_links_every_page(self) -> None:
+        # The README is also the package's description, shown away from the
+        # repository: its links are absolute, to the repository (see test_packaging).
         readme = (ROOT / "README.md").read_text(encoding="utf-8")
-        linked = set(re.findall(r"\]\((docs/[\w/]+\.rst)\)", readme))
+        page_link = r"\]\(" + re.escape(REPOSITORY_FILES) + r"(docs/[\w/]+\.rst)\)"
+        linked = set(re.findall(page_link, readme))
         assert all((ROOT / link).exists() for link in linked), linked
         pages = {f"docs/{page.name}" for page in PAGES} - {"docs/index.rst", "docs/changelog.rst"}
         assert pages <= linked
