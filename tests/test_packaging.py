@@ -1,9 +1,20 @@
-"""Packaging: the metadata in pyproject.toml, and the README as the package's description."""
+"""Packaging: the metadata in pyproject.toml, the README as the package's description,
+and the sdist, whose test suite must run on its own (as distributors run it).
+
+The sdist test builds the sdist, unpacks it into a scratch directory, installs it
+with its test extra into a fresh virtual environment and runs its whole test suite
+there. It takes a minute or two and needs the package index (for the build backend
+and the test dependencies), so it is marked ``slow``; ``.ci/run`` runs it.
+"""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
+import tarfile
+import venv
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +91,81 @@ class TestBuildBackend:
             "project": {"name": "x", "license": {"text": "BSD-3-Clause"}},
             "tool": {"ruff": {}, "setuptools": {"license-files": ["LICENSE"]}},
         }
+
+
+# -- the sdist -------------------------------------------------------------------------
+
+
+def run(command: list[str], cwd: Path, timeout: float, **env: str) -> str:
+    result = subprocess.run(
+        command,
+        cwd=str(cwd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+        check=False,
+    )
+    assert result.returncode == 0, f"{command} failed:\n{result.stdout[-5000:]}"
+    return result.stdout
+
+
+def build_sdist(outdir: Path) -> Path:
+    pytest.importorskip("build")
+    run([sys.executable, "-m", "build", "--sdist", "--outdir", str(outdir)], ROOT, 600)
+    (sdist,) = outdir.glob("lomond-*.tar.gz")
+    return sdist
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_the_sdist_s_tests_pass(tmp_path: Path) -> None:
+    sdist = build_sdist(tmp_path / "dist")
+    with tarfile.open(sdist) as archive:
+        if hasattr(tarfile, "data_filter"):  # Python 3.12, and 3.8.17 and later
+            archive.extractall(tmp_path / "unpacked", filter="data")
+        else:
+            archive.extractall(tmp_path / "unpacked")
+    (tree,) = (tmp_path / "unpacked").iterdir()
+
+    # What the tests read, besides the package.
+    for name in [
+        "tests/conftest.py",
+        "tests/servers.py",
+        "tests/peers.py",
+        "tests/virtual_time.py",
+        "docs/conf.py",
+        "docs/events.rst",
+        "docs/examples/hello.py",
+        "examples/ticker.py",
+        "fuzz/seeds",
+        "CHANGELOG.md",
+        "README.md",
+        "LICENSE",
+        "lomond/_speedups.c",
+    ]:
+        assert (tree / name).exists(), name
+
+    # A distributor's run: install the sdist (with its test extra) into a fresh
+    # environment, then run the tests from the unpacked tree, not from this checkout.
+    # The pytest script (not python -m pytest, which puts the tree first on sys.path)
+    # makes the tests import the installed package, C accelerator included.
+    environment = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(environment)
+    scripts = environment / ("Scripts" if os.name == "nt" else "bin")
+    python = scripts / ("python.exe" if os.name == "nt" else "python")
+    run([str(python), "-m", "pip", "install", "--quiet", f"{tree}[test]"], tree, 600)
+    accelerated = run(
+        [str(python), "-c", "import lomond.mask as m; print(m.ACCELERATED)"], tmp_path, 60
+    )
+    assert accelerated.strip() == "True"
+    output = run(
+        [str(scripts / "pytest"), "-q", "-p", "no:cacheprovider", "-rs"],
+        tree,
+        900,
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    summary = output.strip().splitlines()[-1]
+    assert re.search(r"\d+ passed", summary), summary
+    assert "failed" not in summary and "error" not in summary, summary
