@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from servers import RawConnection, echo, frame, free_port_refused, raw_server, websockets_server
 
+import lomond
 from lomond import WebSocket, events
 from lomond.demo_server import EchoServer
 from lomond.errors import WebSocketClosing
@@ -333,6 +334,23 @@ class TestPages:
         assert all((ROOT / link).exists() for link in linked), linked
         pages = {f"docs/{page.name}" for page in PAGES} - {"docs/index.rst", "docs/changelog.rst"}
         assert pages <= linked
+
+    def test_the_quick_start_installs_this_version(self) -> None:
+        # The package index has lomond 0.3.4, which has no command line: the quick
+        # start installs from the checkout, and shows how to check the version.
+        text = (DOCS / "quickstart.rst").read_text(encoding="utf-8")
+        assert "$ python -m pip install .\n" in text
+        assert "$ pip install lomond\n" not in text
+        shown = f"   $ python -m lomond --version\n   lomond {lomond.__version__} (Python "
+        assert shown in text
+        printed = subprocess.run(
+            [sys.executable, "-m", "lomond", "--version"],
+            capture_output=True,
+            text=True,
+            env=example_env(),
+            check=True,
+        ).stdout
+        assert printed.startswith(f"lomond {lomond.__version__} (Python ")
 
     def test_the_event_table_matches_the_classes(self) -> None:
         text = (DOCS / "events.rst").read_text(encoding="utf-8")
