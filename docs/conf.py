@@ -16,6 +16,8 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    # Renders CHANGELOG.md (included by changelog.rst) as Markdown.
+    "myst_parser",
 ]
 autodoc_typehints = "description"
 autodoc_member_order = "bysource"

@@ -352,6 +352,24 @@ class TestPages:
         ).stdout
         assert printed.startswith(f"lomond {lomond.__version__} (Python ")
 
+    def test_the_changelog_page_renders_the_markdown(self, tmp_path: Path) -> None:
+        # Sphinx and MyST come with the dev extra, not the test extra.
+        pytest.importorskip("sphinx")
+        pytest.importorskip("myst_parser")
+        subprocess.run(
+            [sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", str(DOCS), str(tmp_path)],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+        page = (tmp_path / "changelog.html").read_text(encoding="utf-8")
+        # Headings, lists and inline code, not the Markdown source in a code block.
+        assert re.search(r"<h1>Changelog", page)
+        assert re.search(r"<h2>\[0\.4\.0\] - unreleased", page)
+        assert re.search(r"<h3>Fixed", page)
+        assert "<li><p><code" in page
+        assert "## [0.4.0]" not in page and "<pre>" not in page
+
     def test_the_event_table_matches_the_classes(self) -> None:
         text = (DOCS / "events.rst").read_text(encoding="utf-8")
         rows = re.findall(r"^\s*\* - :class:`~lomond\.events\.(\w+)`\n\s*- ``(\w+)``", text, re.M)
