@@ -1,4 +1,4 @@
-"""The ``lomond`` command line (SPEC §12): an interactive WebSocket client, and ``--demo``.
+"""The ``lomond`` command line: an interactive WebSocket client, and ``--demo``.
 
 ``lomond URL`` connects, prints every event on one line (``--json``: one JSON object
 per line) and sends each line read from stdin as a text message. The end of stdin

@@ -299,7 +299,7 @@ class WebsocketSession:
         auto_pong: bool = True,
         close_timeout: float | None = 30.0,
     ) -> Generator[events.Event, None, None]:
-        """Connect and yield the events of the connection (SPEC §3)."""
+        """Connect and yield the events of the connection, in the documented order."""
         self.running = True
         self.protocol.auto_pong = auto_pong
         try:

@@ -33,7 +33,7 @@ WOULD_BLOCK = PLAIN_WOULD_BLOCK + (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 def make_ssl_context(verify: bool = True, cafile: str | None = None) -> ssl.SSLContext:
-    """Return the TLS context lomond uses when none is given (SPEC §8).
+    """Return the TLS context lomond uses when none is given.
 
     With ``verify``, certificates and host names are checked against the system's
     trust store plus certifi's bundle, or against ``cafile`` alone when given.

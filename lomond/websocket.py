@@ -21,7 +21,8 @@ from .url import parse_url
 if TYPE_CHECKING:
     import ssl
 
-#: Receives one dict per step of a connection (SPEC §11).
+#: Receives one dict per step of a connection (the trace records of the
+#: troubleshooting page).
 TraceCallable = Callable[[Dict[str, Any]], None]
 
 _UNSET: Any = object()
@@ -31,7 +32,7 @@ class WebSocket:
     """A WebSocket client connection to ``url``.
 
     Nothing touches the network until the generator returned by :meth:`connect` is
-    iterated. See SPEC §2 for every argument; in short:
+    iterated.
 
     Args:
         url: A ``ws://`` or ``wss://`` URL. ``user:password@`` becomes an

@@ -1,4 +1,4 @@
-"""The command line (SPEC §12), run as ``python -m lomond`` in a subprocess.
+"""The command line, run as ``python -m lomond`` in a subprocess.
 
 The peers are real: the ``websockets`` server (in a thread, on 127.0.0.1 port 0), a
 raw socket server for misbehaviour, and, for ``--demo``, the echo server that ships

@@ -47,7 +47,7 @@ PAGES = sorted(DOCS.glob("*.rst"))
 DOCUMENTED_ECHO_URL = "ws://127.0.0.1:8765/"
 DOCUMENTED_REFUSED_PORT = 9
 
-#: The public modules (SPEC §1).
+#: The public modules (those of docs/api.rst).
 PUBLIC_MODULES = [
     "lomond",
     "lomond.websocket",
@@ -716,7 +716,7 @@ SCENARIOS: dict[str, Callable[[], list[Any]]] = {
 
 
 class TestOrderings:
-    """SPEC §3: each ordering diagram of the events page, against a local server."""
+    """Each ordering diagram of the events page, against a local server."""
 
     def test_every_diagram_has_a_scenario(self) -> None:
         assert set(diagrams()) == set(SCENARIOS)
