@@ -30,7 +30,7 @@ import pytest
 from servers import RawConnection, echo, frame, free_port_refused, raw_server, websockets_server
 
 import lomond
-from lomond import WebSocket, events
+from lomond import Status, WebSocket, events
 from lomond.demo_server import EchoServer
 from lomond.errors import WebSocketClosing
 
@@ -352,24 +352,6 @@ class TestPages:
         ).stdout
         assert printed.startswith(f"lomond {lomond.__version__} (Python ")
 
-    def test_the_changelog_page_renders_the_markdown(self, tmp_path: Path) -> None:
-        # Sphinx and MyST come with the dev extra, not the test extra.
-        pytest.importorskip("sphinx")
-        pytest.importorskip("myst_parser")
-        subprocess.run(
-            [sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", str(DOCS), str(tmp_path)],
-            capture_output=True,
-            check=True,
-            timeout=120,
-        )
-        page = (tmp_path / "changelog.html").read_text(encoding="utf-8")
-        # Headings, lists and inline code, not the Markdown source in a code block.
-        assert re.search(r"<h1>Changelog", page)
-        assert re.search(r"<h2>\[0\.4\.0\] - unreleased", page)
-        assert re.search(r"<h3>Fixed", page)
-        assert "<li><p><code" in page
-        assert "## [0.4.0]" not in page and "<pre>" not in page
-
     def test_the_event_table_matches_the_classes(self) -> None:
         text = (DOCS / "events.rst").read_text(encoding="utf-8")
         rows = re.findall(r"^\s*\* - :class:`~lomond\.events\.(\w+)`\n\s*- ``(\w+)``", text, re.M)
@@ -385,6 +367,76 @@ class TestPages:
         assert set(documented) == set(classes)
         for name, event_name in documented.items():
             assert classes[name].name == event_name
+
+
+# -- the built site ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The docs built as HTML, warnings being errors (as .ci/run and tox build them)."""
+    # Sphinx and MyST come with the dev extra, not the test extra.
+    pytest.importorskip("sphinx")
+    pytest.importorskip("myst_parser")
+    output = tmp_path_factory.mktemp("html")
+    built = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", str(DOCS), str(output)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert built.returncode == 0, built.stderr
+    return output
+
+
+def paragraphs(page: str) -> list[str]:
+    """The text of each ``<p>`` of an HTML page, tags removed."""
+    return [re.sub(r"<[^>]+>", "", text) for text in re.findall(r"<p>(.*?)</p>", page, re.S)]
+
+
+class TestSite:
+    def test_the_changelog_page_renders_the_markdown(self, site: Path) -> None:
+        page = (site / "changelog.html").read_text(encoding="utf-8")
+        # Headings, lists and inline code, not the Markdown source in a code block.
+        assert re.search(r"<h1>Changelog", page)
+        assert re.search(r"<h2>\[0\.4\.0\] - unreleased", page)
+        assert re.search(r"<h3>Fixed", page)
+        assert "<li><p><code" in page
+        assert "## [0.4.0]" not in page and "<pre>" not in page
+
+    def test_websocket_members_come_in_reading_order(self, site: Path) -> None:
+        page = (site / "api.html").read_text(encoding="utf-8")
+        public = [
+            name
+            for name, member in vars(WebSocket).items()
+            if not name.startswith("_")
+            and (inspect.isfunction(member) or isinstance(member, property))
+        ]
+        where = {name: page.find(f'id="lomond.websocket.WebSocket.{name}"') for name in public}
+        assert [name for name, position in where.items() if position < 0] == []
+        # What applications use first; what lomond calls itself last.
+        first = ["connect", "close", "send_text", "send_binary", "send_json", "is_active"]
+        last = ["get_proxy", "get_ssl_context", "make_protocol", "emit_trace", "session", "key"]
+        assert max(where[name] for name in first) < min(where[name] for name in last)
+        assert sorted(first, key=where.__getitem__) == first
+        assert sorted(last, key=where.__getitem__) == last
+
+    def test_status_members_are_listed(self, site: Path) -> None:
+        page = (site / "api.html").read_text(encoding="utf-8")
+        for name in [*Status.__members__, "invalid_codes"]:
+            assert f'id="lomond.status.Status.{name}"' in page, name
+
+    def test_no_prose_is_shown_as_a_type(self, site: Path) -> None:
+        # Napoleon reads "Whether X: Y" on a property's first line as "type: text".
+        page = (site / "api.html").read_text(encoding="utf-8")
+        assert '">Type<span class="colon">' not in page
+
+    def test_no_runs_of_spaces_and_no_bare_paths(self, site: Path) -> None:
+        page = (site / "api.html").read_text(encoding="utf-8")
+        texts = paragraphs(page)
+        assert len(texts) > 100
+        assert [text for text in texts if re.search(r"\n[ \t]+\S|\S {2,}\S", text)] == []
+        assert [text for text in texts if "docs/" in text or ".rst" in text] == []
 
 
 def source_patterns() -> list[re.Pattern[str]]:
@@ -418,6 +470,28 @@ def documented_reasons() -> list[str]:
             if " " in literal:
                 reasons.append(re.sub(r"<[^>]+>", "X", literal))
     return reasons
+
+
+#: Citations of documents that readers of the package do not have.
+_OUTSIDE_CITATION = re.compile(r"\b(?:" + "SP" + "EC|ST" + "YLE)\b")
+
+
+def test_nothing_cites_documents_outside_the_repository() -> None:
+    files = [
+        ROOT / "README.md",
+        ROOT / "CHANGELOG.md",
+        *sorted((ROOT / "lomond").glob("*.py")),
+        *sorted((ROOT / "tests").glob("*.py")),
+        *sorted(DOCS.glob("*.rst")),
+        *sorted(EXAMPLES.glob("*.py")),
+    ]
+    cited = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in files
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if _OUTSIDE_CITATION.search(line)
+    ]
+    assert cited == []
 
 
 class TestTroubleshooting:
