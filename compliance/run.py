@@ -783,7 +783,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--strict",
         action="store_true",
-        help="count NON-STRICT as failing (SPEC §6 wants every case OK)",
+        help="count NON-STRICT as failing (the target is every case OK)",
     )
     parser.add_argument(
         "--depth",

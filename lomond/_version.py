@@ -1,3 +1,3 @@
-"""The lomond version string, kept in one place for setup.py and the package."""
+"""The lomond version string, in one place for pyproject.toml and the package."""
 
 __version__ = "0.4.0"

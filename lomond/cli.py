@@ -1,4 +1,4 @@
-"""The ``lomond`` command line (SPEC §12): an interactive WebSocket client, and ``--demo``.
+"""The ``lomond`` command line: an interactive WebSocket client, and ``--demo``.
 
 ``lomond URL`` connects, prints every event on one line (``--json``: one JSON object
 per line) and sends each line read from stdin as a text message. The end of stdin
@@ -27,6 +27,12 @@ from .websocket import WebSocket
 
 #: The exit status after Ctrl+C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
+
+#: Printed on stderr (after ``lomond: warning:``) when ``--insecure`` is given.
+INSECURE_WARNING = (
+    "--insecure: TLS certificates and host names are not verified; "
+    "anyone on the network path can read and change this connection"
+)
 
 
 # -- arguments -----------------------------------------------------------------------
@@ -303,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ws = make_websocket(args)
         except (TypeError, ValueError) as error:
             parser.error(str(error))
+        if args.insecure:
+            sys.stderr.write(f"lomond: warning: {INSECURE_WARNING}\n")
         client = InteractiveClient(ws, client_options(args), printer, sys.stderr, _input_fd(args))
         return client.run()
     except KeyboardInterrupt:

@@ -3,7 +3,7 @@
 :class:`Deflate` is what the user configures and what lomond offers; the server's
 answer goes through :meth:`Deflate.accept`, which returns the :class:`PerMessageDeflate`
 codec of one connection. Neither does any I/O. The defaults and the memory each
-connection needs are explained in ``docs/compression.rst``.
+connection needs are explained on the :doc:`/compression` page of the docs.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class Deflate:
 
     ``WebSocket(compress=True)`` is ``WebSocket(compress=Deflate())``, which offers
     ``permessage-deflate; client_max_window_bits``. Nothing is allocated until a
-    compressed message is sent or received; see ``docs/compression.rst`` for the
+    compressed message is sent or received; see the :doc:`/compression` page for the
     memory each choice costs.
 
     Args:

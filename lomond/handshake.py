@@ -20,7 +20,7 @@ HeaderList = List[Tuple[bytes, bytes]]
 #: One accepted extension: its name and its ``(parameter, value or None)`` pairs.
 Extension = Tuple[str, List[Tuple[str, Optional[str]]]]
 
-#: Headers the handshake sets itself; a user may not supply them (SPEC §2).
+#: Headers the handshake sets itself; a user may not supply them.
 RESERVED_HEADERS = frozenset(
     {
         b"host",
@@ -100,8 +100,12 @@ def build_request(
     extensions: str | None = None,
     headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> bytes:
-    """Return the bytes of the HTTP upgrade request (SPEC §5 gives the header order).
+    """Return the bytes of the HTTP upgrade request.
 
+    The headers come in a fixed order: ``Host``, ``Upgrade``, ``Connection``,
+    ``Sec-WebSocket-Key``, ``Sec-WebSocket-Version``, ``User-Agent``, then ``Origin``,
+    ``Authorization``, ``Sec-WebSocket-Protocol`` and ``Sec-WebSocket-Extensions``
+    when there are any, then the user's ``headers`` in their order.
     ``resource`` must already be percent-encoded ASCII.
     """
     lines = [

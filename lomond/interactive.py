@@ -186,6 +186,7 @@ class InteractiveClient:
                 ping_rate=options.ping_rate,
                 ping_timeout=options.ping_timeout,
                 exit_event=self.exit_requested,
+                close_timeout=CLOSE_TIMEOUT,
             )
         return self.ws.connect(
             ping_rate=options.ping_rate,
@@ -231,8 +232,9 @@ class InteractiveClient:
                 return
             self.send(line)
             self.last_activity = time.monotonic()
-        # End of input: once there is a connection, and it has gone quiet, close it.
-        self.exit_requested.set()
+        # End of input: once there is a connection, and it has gone quiet, close it
+        # and end the run. Not before: with --persist, a run that is asked to end
+        # closes its connection at once (and one that has none never connects).
         if not self.gate.wait():
             return
         while True:
@@ -241,7 +243,7 @@ class InteractiveClient:
                 break
             if self.gate.wait_finished(self.options.linger - quiet_for):
                 return
-        self.ws.close()
+        self.request_close()
 
     def send(self, text: str) -> None:
         """Send a text message; if it cannot be sent, say so on the error stream."""

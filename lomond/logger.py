@@ -1,16 +1,20 @@
 """lomond's logger, ``logging.getLogger("lomond")``, set up when first used.
 
 Importing :mod:`logging` costs several milliseconds (it brings :mod:`traceback`,
-:mod:`tokenize` and more), and a connection that goes well logs nothing. So the
-modules log through :data:`log`, which imports :mod:`logging` and adds the
-:class:`logging.NullHandler` a library owes its logger (the logging HOWTO: without
-it, Python's last-resort handler would print lomond's warnings to stderr) the first
-time something is logged. Applications configure ``logging.getLogger("lomond")`` as
-usual, before or after that.
+:mod:`tokenize` and more), and a connection that goes well logs nothing above
+``INFO``. So the modules log through :data:`log`, which imports :mod:`logging` and
+adds the :class:`logging.NullHandler` a library owes its logger (the logging HOWTO:
+without it, Python's last-resort handler would print lomond's warnings to stderr)
+the first time something is logged. ``DEBUG`` and ``INFO`` messages are dropped
+while :mod:`logging` has not been imported: until then no handler can exist, and
+Python's last-resort handler prints only warnings and errors, so nothing could
+receive them. Applications configure ``logging.getLogger("lomond")`` as usual,
+before or after that.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,10 +46,12 @@ class LazyLogger:
     """
 
     def debug(self, message: str, *args: object) -> None:
-        get_logger().debug(message, *args, stacklevel=2)
+        if "logging" in sys.modules:  # otherwise nothing could receive it
+            get_logger().debug(message, *args, stacklevel=2)
 
     def info(self, message: str, *args: object) -> None:
-        get_logger().info(message, *args, stacklevel=2)
+        if "logging" in sys.modules:  # otherwise nothing could receive it
+            get_logger().info(message, *args, stacklevel=2)
 
     def warning(self, message: str, *args: object) -> None:
         get_logger().warning(message, *args, stacklevel=2)

@@ -1,8 +1,8 @@
 """Keep a WebSocket connected: reconnect with back-off whenever it ends.
 
 :func:`persist` wraps :meth:`lomond.websocket.WebSocket.connect` in a loop. The
-event flow, the back-off table and the reasons behind the design are in
-``docs/persist.rst``.
+event flow, the back-off table and the reasons behind the design are on the
+:doc:`/persist` page of the docs.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ from .messages import MessageAssembler, invalid_utf8
 from .response import Response
 from .status import Status
 
-#: The largest HTTP response head lomond reads (SPEC §3).
+#: The largest HTTP response head lomond reads; a larger one is ``Rejected``.
 MAX_HEADER_SIZE = 64 * 1024
 #: The most header lines lomond accepts in a response head.
 MAX_HEADER_LINES = 256

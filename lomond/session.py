@@ -378,7 +378,7 @@ class WebsocketSession:
         auto_pong: bool = True,
         close_timeout: float | None = 30.0,
     ) -> Generator[events.Event, None, None]:
-        """Connect and yield the events of the connection (SPEC §3)."""
+        """Connect and yield the events of the connection, in the documented order."""
         self.running = True
         self.protocol.auto_pong = auto_pong
         try:
@@ -718,6 +718,20 @@ class WebsocketSession:
             log.warning("protocol error: %s (critical=%s)", event.error, event.critical)
         elif isinstance(event, events.Rejected):
             log.info("upgrade rejected: %s", event.reason)
+        elif isinstance(event, events.Ready):
+            extensions = ", ".join(sorted(event.extensions)) or "none"
+            log.info(
+                "upgrade accepted by %s (protocol %s, extensions %s)",
+                self.websocket.url,
+                event.protocol or "none",
+                extensions,
+            )
+        elif isinstance(event, events.Closing):
+            log.info("the server started the closing handshake: %s %r", event.code, event.reason)
+        elif isinstance(event, events.Closed):
+            log.info("closing handshake complete: %s %r", event.code, event.reason)
+        elif isinstance(event, events.Disconnected):
+            log.info("disconnected: %s (graceful=%s)", event.reason, event.graceful)
         if self.websocket.trace is not None:
             record = event_record(event)
             if record is not None:

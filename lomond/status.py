@@ -14,21 +14,37 @@ def _invalid_codes() -> frozenset[int]:
 
 
 class Status(IntEnum):
-    """Close codes with a name, as sent in close frames.
+    """Close codes with a name, as sent in close frames (RFC 6455 §7.4.1).
 
-    ``Status.invalid_codes`` is the set of codes that are never valid in a close frame.
+    A member is an ``int``: ``ws.close(Status.GOING_AWAY)`` and ``ws.close(1001)``
+    send the same frame, and ``event.code == Status.NORMAL`` compares a received
+    code. Other codes may be sent too; see :func:`is_valid_close_code`.
     """
 
+    #: Normal closure; the purpose of the connection has been fulfilled.
+    #: ``close()`` sends it by default.
     NORMAL = 1000
+    #: Going away, e.g. a server shutting down or a client leaving.
     GOING_AWAY = 1001
+    #: The peer broke the protocol.
     PROTOCOL_ERROR = 1002
+    #: A kind of data the endpoint cannot accept (e.g. binary where it expects
+    #: only text).
     DATA_NOT_UNDERSTOOD = 1003
+    #: Data inconsistent with the type of the message (e.g. a text message that
+    #: is not UTF-8).
     BAD_DATA = 1007
+    #: A message that violates the endpoint's policy (when no other code fits).
     POLICY_VIOLATION = 1008
+    #: A message too big to process (lomond's ``max_message_size``).
     MESSAGE_TOO_LARGE = 1009
+    #: The client expected an extension that the server did not negotiate.
     EXTENSION_FAILED = 1010
+    #: The server met an unexpected condition.
     UNEXPECTED_CONDITION = 1011
 
+    #: The codes that are never valid in a close frame, a ``frozenset``
+    #: (0-999, 1004-1006, 1015 and 1016-2999).
     invalid_codes: ClassVar[FrozenSet[int]]
 
 

@@ -33,7 +33,7 @@ WOULD_BLOCK = PLAIN_WOULD_BLOCK + (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 def make_ssl_context(verify: bool = True, cafile: str | None = None) -> ssl.SSLContext:
-    """Return the TLS context lomond uses when none is given (SPEC §8).
+    """Return the TLS context lomond uses when none is given.
 
     With ``verify``, certificates and host names are checked against the system's
     trust store plus certifi's bundle, or against ``cafile`` alone when given.
@@ -71,8 +71,12 @@ def _describe_tls_error(error: ssl.SSLError) -> str:
         # for 'example.com'."
         detail = error.verify_message or error.reason or str(error)
         return f"TLS certificate verify failed: {detail}"
-    reason = error.reason or str(error)
-    return f"TLS handshake failed: {reason}"
+    reason = error.reason
+    if reason is None and isinstance(error, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        # The server closed the connection in the handshake (often a plain ws://
+        # server). Python 3.10 and later name it so; 3.8 and 3.9 give no reason.
+        reason = "UNEXPECTED_EOF_WHILE_READING"
+    return f"TLS handshake failed: {reason or error}"
 
 
 def _handshake_failure(error: OSError, server_hostname: str, deadline: Deadline) -> ConnectFail:

@@ -1,4 +1,4 @@
-"""Trace records (SPEC §11): which record each event produces.
+"""Trace records: which record each event produces.
 
 ``WebSocket(trace=callable)`` receives one dict per step of a connection. The shell
 emits the socket and handshake steps itself; this module maps yielded events to

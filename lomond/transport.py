@@ -178,6 +178,7 @@ def open_connection(
         ConnectFail: With a readable reason. Nothing is left open.
     """
     if proxy is None:
+        log.debug("connecting to %s", host_port(host, port))
         sock = open_tcp(host, port, deadline)
     else:
         sock = _open_tunnel(host, port, deadline, proxy, proxy_context, user_agent)

@@ -24,7 +24,8 @@ from .url import parse_url
 if TYPE_CHECKING:
     import ssl
 
-#: Receives one dict per step of a connection (SPEC §11).
+#: Receives one dict per step of a connection (the trace records of the
+#: troubleshooting page).
 TraceCallable = Callable[[Dict[str, Any]], None]
 
 _UNSET: Any = object()
@@ -34,7 +35,7 @@ class WebSocket:
     """A WebSocket client connection to ``url``.
 
     Nothing touches the network until the generator returned by :meth:`connect` is
-    iterated. See SPEC §2 for every argument; in short:
+    iterated.
 
     Args:
         url: A ``ws://`` or ``wss://`` URL. ``user:password@`` becomes an
@@ -117,7 +118,10 @@ class WebSocket:
 
         Raises:
             TypeError: ``header`` or ``value`` is not ``bytes``.
-            ValueError: See :func:`lomond.handshake.validate_header`.
+            ValueError: The name is not an HTTP token, the value contains CR, LF or
+                NUL, or the name is one the handshake sets itself (``Host``,
+                ``Upgrade``, ``Connection``, ``Sec-WebSocket-Key``,
+                ``Sec-WebSocket-Version``, ``Sec-WebSocket-Accept``).
         """
         if not isinstance(header, bytes):
             raise TypeError("header must be bytes")
@@ -127,7 +131,10 @@ class WebSocket:
 
     @property
     def host_header(self) -> str:
-        """The ``Host`` header value: port only when not the default, IPv6 bracketed."""
+        """The ``Host`` header value, with the port only when it is not the default.
+
+        An IPv6 address is in brackets, as in ``[::1]:8080``.
+        """
         return self._target.host_header
 
     def _offered_protocols(self) -> list[str]:
@@ -222,7 +229,7 @@ class WebSocket:
 
     @property
     def is_active(self) -> bool:
-        """Whether the WebSocket is open: connected, and neither closing nor closed."""
+        """Whether the WebSocket is open (connected, and neither closing nor closed)."""
         return self._state is State.OPEN
 
     @property

@@ -219,5 +219,5 @@ def names(collected: list[Any]) -> list[str]:
     return [event.name for event in collected]
 
 
-#: The names of the events that open every successful connection (SPEC §3).
+#: The names of the events that open every successful connection (docs/events.rst).
 OPEN = ["connecting", "connected", "ready", "poll"]

@@ -1,4 +1,4 @@
-"""The command line (SPEC §12), run as ``python -m lomond`` in a subprocess.
+"""The command line, run as ``python -m lomond`` in a subprocess.
 
 The peers are real: the ``websockets`` server (in a thread, on 127.0.0.1 port 0), a
 raw socket server for misbehaviour, and, for ``--demo``, the echo server that ships
@@ -373,6 +373,11 @@ class TestTLS:
         result = lomond_cli(wss_url, "--insecure", "--send", "trusting")
         assert result.returncode == 0, result.stderr
         assert "'trusting'" in result.stdout
+        # Connecting without verification is never silent.
+        assert result.stderr == (
+            "lomond: warning: --insecure: TLS certificates and host names are not "
+            "verified; anyone on the network path can read and change this connection\n"
+        )
 
 
 def tunnel(connection: RawConnection) -> None:
@@ -420,12 +425,72 @@ class TestProxy:
         assert_no_traceback(result)
 
 
+def slow_echo(connection: ServerConnection) -> None:
+    """Echo every message back after 0.3 seconds."""
+    for message in connection:
+        time.sleep(0.3)
+        connection.send(message)
+
+
+def ignore_close(connection: RawConnection) -> None:
+    """Accept the upgrade, then read every frame and answer none, not even a close."""
+    connection.handshake()
+    while True:
+        connection.recv_frame()
+
+
 class TestPersist:
     def test_persist_ends_after_a_graceful_exit(self, echo_url: str) -> None:
         result = lomond_cli(echo_url, "--persist", "--send", "again")
         assert result.returncode == 0, result.stderr
         assert event_names(result.stdout).count("connecting") == 1
         assert "back_off" not in result.stdout
+
+    @pytest.mark.parametrize("persist", [[], ["--persist"]], ids=["once", "persist"])
+    def test_end_of_input_waits_for_the_replies(self, persist: list[str]) -> None:
+        # The end of stdin closes once no message arrived for --linger seconds (0.5),
+        # with or without --persist: the reply, 0.3 s later, is printed.
+        with websockets_server(slow_echo) as url:
+            result = lomond_cli(url, *persist, input="q\n")
+        assert result.returncode == 0, result.stderr
+        assert event_names(result.stdout) == [
+            "connecting",
+            "connected",
+            "ready",
+            "text",
+            "closed",
+            "disconnected",
+        ]
+        assert "'q'" in result.stdout
+
+    def test_persist_with_empty_stdin_connects_then_closes(self, echo_url: str) -> None:
+        result = lomond_cli(echo_url, "--persist", input=None)  # stdin is /dev/null
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        assert event_names(result.stdout) == [
+            "connecting",
+            "connected",
+            "ready",
+            "closed",
+            "disconnected",
+        ]
+
+    @pytest.mark.parametrize("persist", [[], ["--persist"]], ids=["once", "persist"])
+    def test_closing_takes_at_most_five_seconds(self, persist: list[str]) -> None:
+        # docs/cli.rst: "Closing takes at most five seconds", --persist or not. The
+        # close starts at --timeout (0.5 s); the server never answers it.
+        with raw_server(ignore_close) as url:
+            started = time.monotonic()
+            result = lomond_cli(url, *persist, "--no-input", "--timeout", "0.5", input=None)
+            elapsed = time.monotonic() - started
+        assert 5 < elapsed < 10, elapsed
+        assert result.returncode == 1
+        last = result.stdout.splitlines()[-1]
+        assert last.endswith(
+            "disconnected   server did not close the connection within 5s (close timeout) "
+            "(not graceful)"
+        )
+        assert result.stderr == "lomond: timed out after 0.5s\n"
 
 
 class TestUsage:
@@ -624,3 +689,25 @@ class TestHelpers:
         result = lomond_cli("-v", f"ws://127.0.0.1:{port}/", input=None)
         assert result.returncode == 1
         assert "lomond: DEBUG: connect failed: connection refused" in result.stderr
+
+    def test_verbose_shows_a_successful_session(self, echo_url: str) -> None:
+        result = lomond_cli("-v", echo_url, "--send", "hi")
+        assert result.returncode == 0, result.stderr
+        port = echo_url.rsplit(":", 1)[1]
+        assert result.stderr.splitlines() == [
+            f"lomond: DEBUG: connecting to 127.0.0.1:{port}",
+            f"lomond: INFO: upgrade accepted by {echo_url} (protocol none, extensions none)",
+            "lomond: INFO: closing handshake complete: 1000 'goodbye'",
+            "lomond: INFO: disconnected: closed (graceful=True)",
+        ]
+
+    def test_verbose_shows_a_close_by_the_server(self) -> None:
+        def close_at_once(connection: ServerConnection) -> None:
+            connection.close(1001, "bye now")
+
+        with websockets_server(close_at_once) as url:
+            result = lomond_cli("-v", url, "--no-input")
+        assert result.returncode == 0, result.stderr
+        assert "lomond: INFO: the server started the closing handshake: 1001 'bye now'\n" in (
+            result.stderr
+        )

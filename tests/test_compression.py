@@ -123,7 +123,7 @@ def tempting(seed: int, count: int = 12) -> list[bytes]:
 # -- the options ----------------------------------------------------------------
 
 
-class TestSPEC7_DeflateOptions:
+class TestDeflateOptions:
     def test_defaults(self) -> None:
         options = Deflate()
         assert repr(options) == (
@@ -133,7 +133,7 @@ class TestSPEC7_DeflateOptions:
         )
 
     def test_compress_true_offers_client_max_window_bits(self) -> None:
-        # SPEC §7: compress=True offers exactly this.
+        # compress=True offers exactly this (docs/compression.rst).
         assert Deflate().offer() == "permessage-deflate; client_max_window_bits"
         request = WebSocket("ws://example.com/", compress=True).make_protocol().data_to_send()
         assert b"\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" in (
@@ -644,7 +644,7 @@ class TestRFC7692_7_2_2_Decompressing:
             assert negotiated.decompress(server_deflate(message, compressor), None, True) == message
 
 
-class TestSPEC2_BoundedInflation:
+class TestBoundedInflation:
     def test_exactly_the_limit(self) -> None:
         assert codec().decompress(server_deflate(bytes(1000)), 1000, True) == bytes(1000)
 

@@ -1,4 +1,4 @@
-"""permessage-deflate against real peers (RFC 7692, SPEC §7).
+"""permessage-deflate against real peers (RFC 7692).
 
 The ``websockets`` server runs with every parameter (context takeover on and off on
 each side, window bits 8-15 on each side) and echoes what lomond sends: its inflater
@@ -490,7 +490,7 @@ class TestRFC7692_6_Rsv1OnTheWire:
 # -- decompression bombs -------------------------------------------------------------
 
 
-class TestSPEC7_DecompressionBomb:
+class TestDecompressionBomb:
     @pytest.mark.parametrize(
         ("max_message_size", "budget"),
         [(1 * MiB, 4 * MiB), (None, None)],
@@ -645,7 +645,7 @@ class TestRFC7692_7_1_NegotiationFailures:
 # -- thread safety ----------------------------------------------------------------------
 
 
-class TestSPEC2_CompressedSendsFromThreads:
+class TestCompressedSendsFromThreads:
     THREADS = 4
     PER_THREAD = 40
 

@@ -1,4 +1,4 @@
-"""lomond.constants: the values RFC 6455 fixes, and the default User-Agent (SPEC §1)."""
+"""lomond.constants: the values RFC 6455 fixes, and the default User-Agent."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The sans-I/O core imports no networking and no threads (STYLE: "The core knows no sockets").
+"""The sans-I/O core imports no networking and no threads: the core knows no sockets.
 
 Each core module is imported in a fresh interpreter, then ``sys.modules`` is inspected.
 Two things would hide the answer, so the subprocess avoids both:

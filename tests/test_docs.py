@@ -31,13 +31,16 @@ from typing import Any, Callable, Iterator
 import pytest
 from servers import RawConnection, echo, frame, free_port_refused, raw_server, websockets_server
 
-from lomond import WebSocket, events
+import lomond
+from lomond import Status, WebSocket, events
 from lomond.demo_server import EchoServer
 from lomond.errors import TransportFail, WebSocketClosing
 
 pytestmark = pytest.mark.timeout(30)
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Where the README's links to the repository's files start.
+REPOSITORY_FILES = "https://github.com/wildfoundry/dataplicity-lomond/blob/HEAD/"
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
 PAGES = sorted(DOCS.glob("*.rst"))
@@ -46,7 +49,7 @@ PAGES = sorted(DOCS.glob("*.rst"))
 DOCUMENTED_ECHO_URL = "ws://127.0.0.1:8765/"
 DOCUMENTED_REFUSED_PORT = 9
 
-#: The public modules (SPEC §1).
+#: The public modules (those of docs/api.rst).
 PUBLIC_MODULES = [
     "lomond",
     "lomond.websocket",
@@ -325,11 +328,31 @@ class TestPages:
         assert [path for path in shown if path.resolve() not in included] == []
 
     def test_the_readme_links_every_page(self) -> None:
+        # The README is also the package's description, shown away from the
+        # repository: its links are absolute, to the repository (see test_packaging).
         readme = (ROOT / "README.md").read_text(encoding="utf-8")
-        linked = set(re.findall(r"\]\((docs/[\w/]+\.rst)\)", readme))
+        page_link = r"\]\(" + re.escape(REPOSITORY_FILES) + r"(docs/[\w/]+\.rst)\)"
+        linked = set(re.findall(page_link, readme))
         assert all((ROOT / link).exists() for link in linked), linked
         pages = {f"docs/{page.name}" for page in PAGES} - {"docs/index.rst", "docs/changelog.rst"}
         assert pages <= linked
+
+    def test_the_quick_start_installs_this_version(self) -> None:
+        # The package index has lomond 0.3.4, which has no command line: the quick
+        # start installs from the checkout, and shows how to check the version.
+        text = (DOCS / "quickstart.rst").read_text(encoding="utf-8")
+        assert "$ python -m pip install .\n" in text
+        assert "$ pip install lomond\n" not in text
+        shown = f"   $ python -m lomond --version\n   lomond {lomond.__version__} (Python "
+        assert shown in text
+        printed = subprocess.run(
+            [sys.executable, "-m", "lomond", "--version"],
+            capture_output=True,
+            text=True,
+            env=example_env(),
+            check=True,
+        ).stdout
+        assert printed.startswith(f"lomond {lomond.__version__} (Python ")
 
     def test_the_event_table_matches_the_classes(self) -> None:
         text = (DOCS / "events.rst").read_text(encoding="utf-8")
@@ -346,6 +369,76 @@ class TestPages:
         assert set(documented) == set(classes)
         for name, event_name in documented.items():
             assert classes[name].name == event_name
+
+
+# -- the built site ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The docs built as HTML, warnings being errors (as .ci/run and tox build them)."""
+    # Sphinx and MyST come with the dev extra, not the test extra.
+    pytest.importorskip("sphinx")
+    pytest.importorskip("myst_parser")
+    output = tmp_path_factory.mktemp("html")
+    built = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", str(DOCS), str(output)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert built.returncode == 0, built.stderr
+    return output
+
+
+def paragraphs(page: str) -> list[str]:
+    """The text of each ``<p>`` of an HTML page, tags removed."""
+    return [re.sub(r"<[^>]+>", "", text) for text in re.findall(r"<p>(.*?)</p>", page, re.S)]
+
+
+class TestSite:
+    def test_the_changelog_page_renders_the_markdown(self, site: Path) -> None:
+        page = (site / "changelog.html").read_text(encoding="utf-8")
+        # Headings, lists and inline code, not the Markdown source in a code block.
+        assert re.search(r"<h1>Changelog", page)
+        assert re.search(r"<h2>\[0\.4\.0\] - unreleased", page)
+        assert re.search(r"<h3>Fixed", page)
+        assert "<li><p><code" in page
+        assert "## [0.4.0]" not in page and "<pre>" not in page
+
+    def test_websocket_members_come_in_reading_order(self, site: Path) -> None:
+        page = (site / "api.html").read_text(encoding="utf-8")
+        public = [
+            name
+            for name, member in vars(WebSocket).items()
+            if not name.startswith("_")
+            and (inspect.isfunction(member) or isinstance(member, property))
+        ]
+        where = {name: page.find(f'id="lomond.websocket.WebSocket.{name}"') for name in public}
+        assert [name for name, position in where.items() if position < 0] == []
+        # What applications use first; what lomond calls itself last.
+        first = ["connect", "close", "send_text", "send_binary", "send_json", "is_active"]
+        last = ["get_proxy", "get_ssl_context", "make_protocol", "emit_trace", "session", "key"]
+        assert max(where[name] for name in first) < min(where[name] for name in last)
+        assert sorted(first, key=where.__getitem__) == first
+        assert sorted(last, key=where.__getitem__) == last
+
+    def test_status_members_are_listed(self, site: Path) -> None:
+        page = (site / "api.html").read_text(encoding="utf-8")
+        for name in [*Status.__members__, "invalid_codes"]:
+            assert f'id="lomond.status.Status.{name}"' in page, name
+
+    def test_no_prose_is_shown_as_a_type(self, site: Path) -> None:
+        # Napoleon reads "Whether X: Y" on a property's first line as "type: text".
+        page = (site / "api.html").read_text(encoding="utf-8")
+        assert '">Type<span class="colon">' not in page
+
+    def test_no_runs_of_spaces_and_no_bare_paths(self, site: Path) -> None:
+        page = (site / "api.html").read_text(encoding="utf-8")
+        texts = paragraphs(page)
+        assert len(texts) > 100
+        assert [text for text in texts if re.search(r"\n[ \t]+\S|\S {2,}\S", text)] == []
+        assert [text for text in texts if "docs/" in text or ".rst" in text] == []
 
 
 def source_patterns() -> list[re.Pattern[str]]:
@@ -379,6 +472,28 @@ def documented_reasons() -> list[str]:
             if " " in literal:
                 reasons.append(re.sub(r"<[^>]+>", "X", literal))
     return reasons
+
+
+#: Citations of documents that readers of the package do not have.
+_OUTSIDE_CITATION = re.compile(r"\b(?:" + "SP" + "EC|ST" + "YLE)\b")
+
+
+def test_nothing_cites_documents_outside_the_repository() -> None:
+    files = [
+        ROOT / "README.md",
+        ROOT / "CHANGELOG.md",
+        *sorted((ROOT / "lomond").glob("*.py")),
+        *sorted((ROOT / "tests").glob("*.py")),
+        *sorted(DOCS.glob("*.rst")),
+        *sorted(EXAMPLES.glob("*.py")),
+    ]
+    cited = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in files
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if _OUTSIDE_CITATION.search(line)
+    ]
+    assert cited == []
 
 
 class TestTroubleshooting:
@@ -703,7 +818,7 @@ SCENARIOS: dict[str, Callable[[], list[Any]]] = {
 
 
 class TestOrderings:
-    """SPEC §3: each ordering diagram of the events page, against a local server."""
+    """Each ordering diagram of the events page, against a local server."""
 
     def test_every_diagram_has_a_scenario(self) -> None:
         assert set(diagrams()) == set(SCENARIOS)

@@ -1,4 +1,4 @@
-"""lomond.errors: the exception tree of SPEC §10, unchanged from 0.3.x."""
+"""lomond.errors: the exception tree (docs/api.rst), unchanged from 0.3.x."""
 
 from __future__ import annotations
 

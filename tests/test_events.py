@@ -1,4 +1,4 @@
-"""lomond.events: names, reprs and shape of every event (SPEC §4, 0.3.x formats)."""
+"""lomond.events: names, reprs and shape of every event (docs/events.rst, 0.3.x formats)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from lomond.response import Response
 UPGRADE = Response(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
 FORBIDDEN = Response(b"HTTP/1.1 403 Forbidden\r\n\r\n")
 
-#: Every event class of SPEC §4 and its ``name``.
+#: Every event class of docs/events.rst and its ``name``.
 NAMES: list[tuple[type[Event], str]] = [
     (Poll, "poll"),
     (Connecting, "connecting"),
@@ -214,7 +214,7 @@ class TestAttributes:
 
     @pytest.mark.parametrize("event", one_of_each(), ids=lambda event: type(event).__name__)
     def test_slots(self, event: Event) -> None:
-        # SPEC §4: classes use __slots__ (0.3.x forgot Poll and Unresponsive).
+        # Event classes use __slots__ (0.3.x forgot Poll and Unresponsive).
         assert not hasattr(event, "__dict__")
         with pytest.raises(AttributeError):
             event.not_an_attribute = 1  # type: ignore[attr-defined]

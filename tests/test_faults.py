@@ -1,7 +1,7 @@
 """Fault injection with real sockets: hostile servers, broken networks, careless callers.
 
 Every server here listens on 127.0.0.1, port 0. Each test proves one promise of
-SPEC §2, §3 and §6: a deadline holds, memory stays bounded, the right
+the docs: a deadline holds, memory stays bounded, the right
 ``Disconnected`` ends the loop (never an exception, never a hang), nothing the peers
 sent before their close frames is lost, and nothing leaks over many connections.
 
@@ -160,7 +160,7 @@ def valid_response(connection: RawConnection) -> bytes:
     )
 
 
-class TestSPEC2_ConnectTimeoutHolds:
+class TestConnectTimeoutHolds:
     """``connect_timeout`` bounds the wait for the 101 response, however the server stalls."""
 
     def test_a_server_that_drips_the_101_one_byte_per_100_ms(self) -> None:
@@ -222,7 +222,7 @@ class TestSPEC2_ConnectTimeoutHolds:
         assert 0.45 <= elapsed < 1.5
 
 
-class TestSPEC3_HeaderFlood:
+class TestHeaderFlood:
     """A response head over 64 KiB or 256 lines is refused, with bounded memory."""
 
     @pytest.mark.parametrize(
@@ -311,7 +311,7 @@ EOF_WHILE_OPEN = {
 }
 
 
-class TestSPEC3_EofAtEveryPoint:
+class TestEofAtEveryPoint:
     """EOF anywhere ends the loop with ``Disconnected(graceful=False)`` and a reason
     that says where; never an exception, never a hang."""
 
@@ -523,7 +523,7 @@ class TestResetAtEveryPhase:
 # -- memory -----------------------------------------------------------------------------
 
 
-class TestSPEC2_MessageMemory:
+class TestMessageMemory:
     """The largest message accepted costs about twice its size (three times for text
     in one frame); one byte more is refused from the frame header, before its payload
     is buffered, however long the server keeps sending it."""

@@ -1,4 +1,4 @@
-"""lomond.handshake: the upgrade request (SPEC §5) and the checks on its response (RFC 6455 §4)."""
+"""lomond.handshake: the upgrade request and the checks on its response (RFC 6455 §4)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class TestRFC6455_4_1_Key:
         assert len(base64.b64decode(key)) == 16
 
 
-class TestSPEC5_Request:
+class TestRequest:
     def test_minimal_request(self) -> None:
         request = build_request(resource="/", host_header="example.com", key=RFC_KEY, agent="A/1")
         assert request == (
@@ -134,7 +134,7 @@ class TestUserHeaders:
             validate_header(name, "x")
 
     def test_protocol_header_is_allowed(self) -> None:
-        # SPEC §2: a user Sec-WebSocket-Protocol header counts as the offer.
+        # A user Sec-WebSocket-Protocol header counts as the offer.
         assert validate_header("Sec-WebSocket-Protocol", "chat") == (
             b"Sec-WebSocket-Protocol",
             b"chat",

@@ -88,6 +88,23 @@ def test_what_is_deferred_is_there_when_used() -> None:
     assert {"ssl", "lomond.tls"} <= loaded  # (site may have imported the others first)
 
 
+def test_a_session_that_goes_well_does_not_import_logging() -> None:
+    # Its messages are DEBUG and INFO: nothing can receive them before logging is
+    # imported, so lomond.logger drops them without importing it.
+    code = (
+        "import sys\n"
+        "from lomond import WebSocket\n"
+        "from lomond.demo_server import EchoServer\n"
+        "with EchoServer() as server:\n"
+        "    ws = WebSocket(server.url)\n"
+        "    for event in ws.connect():\n"
+        "        if event.name == 'ready':\n"
+        "            ws.close()\n"
+        "print(event.name, 'logging' in sys.modules)\n"
+    )
+    assert run_python(code) == "disconnected False"
+
+
 class TestLogger:
     """``lomond.logger.log``: logging.getLogger("lomond"), set up on first use."""
 

@@ -33,7 +33,9 @@ except ImportError:  # not built: no compiler, or installed with LOMOND_NO_EXTEN
     _speedups = None  # type: ignore[assignment]
 
 MaskFunction = Callable[..., bytes]
-REPOSITORY = Path(__file__).resolve().parents[1]
+#: The directory that holds the lomond package under test: the checkout, or where
+#: lomond is installed (the tests of an unpacked sdist test the installed one).
+PACKAGE_PARENT = Path(mask_module.__file__).resolve().parents[1]
 
 
 def implementations(python: MaskFunction, name: str) -> list[Any]:
@@ -279,7 +281,7 @@ class TestWhichImplementationIsUsed:
         code = "import lomond.mask as m; print(m.ACCELERATED, m.mask is m.mask_python)"
         finished = subprocess.run(
             [sys.executable, "-c", code],
-            cwd=REPOSITORY,
+            cwd=PACKAGE_PARENT,
             env=environment,
             capture_output=True,
             text=True,

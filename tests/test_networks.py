@@ -1,4 +1,4 @@
-"""Reaching servers (SPEC §2 ``proxies``, ``connect_timeout``, credentials, IPv6; §8 TLS).
+"""Reaching servers: ``proxies``, ``connect_timeout``, credentials, IPv6, TLS.
 
 Everything goes through the public API against real peers on the loopback interface:
 
@@ -1299,7 +1299,7 @@ class TestIPv6:
         assert collected[-1].reason == f"connection refused by [::1]:{port}"
 
 
-# -- TLS defaults (SPEC §8) -------------------------------------------------------------
+# -- TLS defaults ----------------------------------------------------------------------
 
 
 class TestTLSDefaults:

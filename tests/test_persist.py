@@ -1,4 +1,4 @@
-"""persist(): reconnecting with back-off (SPEC §9), against scripts and real servers.
+"""persist(): reconnecting with back-off, against scripts and real servers.
 
 The unit tests drive persist() with a scripted stand-in for WebSocket; the scenario
 tests run it against a ``websockets`` server that flaps (closes, drops, refuses with
@@ -543,7 +543,7 @@ class RestartableServer:
 
 
 class TestFlappingServer:
-    """SPEC §9 against a real websockets server that keeps going away."""
+    """persist() against a real websockets server that keeps going away."""
 
     def test_server_closes_after_n_messages(self) -> None:
         with websockets_server(send_then_close(3)) as url:

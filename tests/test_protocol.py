@@ -256,7 +256,7 @@ def collect(protocol: ClientProtocol) -> Outcome:
 
 
 def assert_failed(outcome: Outcome, code: int) -> None:
-    """SPEC §6: the connection is failed with ``ProtocolError(error, critical=False)``
+    """The connection is failed with ``ProtocolError(error, critical=False)``
     and a close frame carrying ``code``; then we wait for the server's close."""
     assert outcome.names[-1] == "protocol_error", outcome.described
     error = outcome.events[-1]
@@ -326,7 +326,7 @@ class TestRFC6455_4_OpeningHandshake:
         assert rejected.response.status_code == int(status[:3])
         assert rejected.response.get("retry-after") == "5"
         assert status[:3] in rejected.reason
-        # SPEC §3: Rejected, then Disconnected(graceful=True) as in 0.3.x.
+        # Rejected, then Disconnected(graceful=True), as in 0.3.x.
         assert (disconnected.reason, disconnected.graceful) == ("closed", True)
         assert outcome.sent == b""
         assert outcome.state is State.DISCONNECTED
@@ -394,8 +394,8 @@ class TestRFC6455_4_OpeningHandshake:
         assert outcome.state is State.DISCONNECTED
 
 
-class TestSPEC3_ResponseHeaderLimits:
-    """SPEC §3: a header block over 64 KiB is rejected; so is one of more than 256 lines."""
+class TestResponseHeaderLimits:
+    """A header block over 64 KiB is rejected; so is one of more than 256 lines."""
 
     @staticmethod
     def padded_response(total: int) -> bytes:
@@ -702,7 +702,7 @@ class TestRFC6455_5_5_ControlFrames:
         assert_failed(outcome, 1002)
 
 
-# -- failing the connection (SPEC §6) -------------------------------------------
+# -- failing the connection (RFC 6455 §7.1.7) ---------------------------------
 
 
 class TestRFC6455_5_2_FramingErrors:
@@ -792,7 +792,7 @@ class TestRFC6455_5_2_FramingErrors:
 
     def test_server_close_then_eof_ends_a_failed_connection(self) -> None:
         outcome = feed(RESPONSE + frame(0x3) + close_frame(1002), eof=True)
-        # No Closed event: the close was ours, answering a failure (SPEC §6).
+        # No Closed event: the close was ours, answering a failure.
         assert outcome.names == ["ready", "protocol_error", "disconnected"]
         error, disconnected = outcome.events[1:]
         assert disconnected.graceful is False
@@ -800,7 +800,7 @@ class TestRFC6455_5_2_FramingErrors:
         assert outcome.state is State.DISCONNECTED
 
     def test_violation_after_our_close_is_critical(self) -> None:
-        # Our close frame is already out: no second one may be sent (SPEC §6, critical).
+        # Our close frame is already out: a close frame is sent once (RFC 6455 §5.5.1).
         protocol = open_protocol()
         protocol.close()
         closing = protocol.data_to_send()
@@ -965,7 +965,7 @@ class TestRFC6455_5_5_1_ClosePayloads:
         assert outcome.described == [READY, "Closing(code=None, reason='')"]
 
 
-class TestSPEC2_MaxMessageSize:
+class TestMaxMessageSize:
     """``max_message_size``: larger messages fail the connection with 1009."""
 
     def test_a_message_of_exactly_the_limit(self) -> None:
@@ -1044,8 +1044,8 @@ class TestSPEC2_MaxMessageSize:
         assert outcome.names == ["ready", "binary"]
 
 
-class TestSPEC2_MemoryBounds:
-    """SPEC §2: "The limit is enforced while reading, before the memory is spent."
+class TestMemoryBounds:
+    """``max_message_size`` is enforced while reading, before the memory is spent.
 
     The server keeps streaming the payload of a frame lomond has refused (it may do
     so until close_timeout): those bytes must be skipped, not buffered.
@@ -1089,7 +1089,7 @@ class TestRFC6455_7_ClosingHandshake:
         assert outcome.described == ["Closing(code=1001, reason='going away')"]
         assert outcome.sent == b""  # the echo waits until the application has seen Closing
         assert protocol.state is State.REMOTE_CLOSING
-        # SPEC §3: the application may still send while handling Closing.
+        # The application may still send while handling Closing (docs/sending.rst).
         assert protocol.can_send
         protocol.send_message(Opcode.TEXT, b"last words")
         assert protocol.echo_close() is True
@@ -1268,7 +1268,7 @@ def _open_mid_frame() -> ClientProtocol:
     return protocol
 
 
-#: (setup, state it leaves, whether a disconnect from there is graceful). SPEC §3:
+#: (setup, state it leaves, whether a disconnect from there is graceful):
 #: graceful only when both close frames were exchanged.
 STATES: list[tuple[Callable[[], ClientProtocol], State, bool]] = [
     (_connecting, State.CONNECTING, False),
@@ -1287,7 +1287,7 @@ def _state_id(value: Any) -> str | None:
     return value.__name__.strip("_") if callable(value) else None
 
 
-class TestSPEC3_Disconnected:
+class TestDisconnected:
     @pytest.mark.parametrize(("setup", "state", "graceful"), STATES, ids=_state_id)
     def test_eof(self, setup: Callable[[], ClientProtocol], state: State, graceful: bool) -> None:
         protocol = setup()
@@ -1371,7 +1371,7 @@ def _rejected() -> ClientProtocol:
     return protocol
 
 
-class TestSPEC2_SendsInEachState:
+class TestSendsInEachState:
     @pytest.mark.parametrize(
         ("setup", "error"),
         [
@@ -1651,7 +1651,7 @@ class TestRFC7692_Compression:
         assert_failed(outcome, 1009)
 
     def test_incompressible_message_of_exactly_the_limit(self) -> None:
-        # The limit is on the message after decompression (SPEC §2): random bytes grow
+        # The limit is on the message after decompression: random bytes grow
         # a little when deflated, and must still be accepted at exactly the limit.
         generator = random.Random(7)
         payload = bytes(generator.getrandbits(8) for _ in range(500))

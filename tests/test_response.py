@@ -1,4 +1,4 @@
-"""lomond.response: the server's HTTP response head (SPEC §10)."""
+"""lomond.response: the server's HTTP response head."""
 
 from __future__ import annotations
 

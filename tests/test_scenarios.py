@@ -1,4 +1,4 @@
-"""Scenarios: the public API against real peers, checking SPEC §3 event orderings.
+"""Scenarios: the public API against real peers, checking the event orderings of docs/events.rst.
 
 The peers are the ``websockets`` server (a well-behaved server) and a raw socket
 server scripted to misbehave. Every server listens on 127.0.0.1, port 0.
@@ -87,7 +87,7 @@ def recording_request(store: list[Request]) -> Callable[[ServerConnection, Reque
     return process_request
 
 
-# -- ending a connection (SPEC §3.7) ------------------------------------------------
+# -- ending a connection -----------------------------------------------------------
 
 
 class TestClosingHandshake:
@@ -188,7 +188,7 @@ class TestClosingHandshake:
         assert [opcode for opcode, _ in frames] == [OP_CLOSE]
 
 
-# -- opening failures (SPEC §3.2, §3.4) ---------------------------------------------
+# -- opening failures --------------------------------------------------------------
 
 
 class TestConnectFailures:
@@ -401,7 +401,7 @@ class TestConnectionLost:
         assert collected[-1].graceful is False
 
 
-# -- timers (SPEC §3 Timers) --------------------------------------------------------
+# -- timers ------------------------------------------------------------------------
 
 
 class TestTimeouts:
@@ -844,7 +844,7 @@ class TestMessages:
         assert collected[5].data == b"\x01" * 1000
 
 
-# -- subprotocols and request headers (SPEC §2, §5) --------------------------------
+# -- subprotocols and request headers ----------------------------------------------
 
 
 class TestHandshakeRequest:
@@ -1238,7 +1238,7 @@ class TestLifecycle:
             assert isinstance(excinfo.value, WebSocketUnavailable)
 
 
-# -- protocol violations (SPEC §6) ------------------------------------------------
+# -- protocol violations ----------------------------------------------------------
 
 
 def masked_text_frame(payload: bytes) -> bytes:
@@ -1344,7 +1344,7 @@ class TestProtocolViolations:
         assert elapsed < 2
 
 
-# -- trace (SPEC §11) --------------------------------------------------------------
+# -- trace -------------------------------------------------------------------------
 
 
 class TestTrace:

@@ -101,7 +101,7 @@ def next_multiple(now: float, period: float) -> float:
 
 
 class TestPoll:
-    """SPEC §3.5: one Poll right after Ready, then one every ``poll`` seconds, on time."""
+    """One Poll right after Ready, then one every ``poll`` seconds, on time."""
 
     @pytest.mark.timeout(10)
     def test_poll_right_after_ready_then_every_poll_seconds(self) -> None:
@@ -195,7 +195,7 @@ class TestPoll:
 
 
 class TestAutoPing:
-    """SPEC §3 timers: a ping every ``ping_rate`` seconds; 0 or None turns it off."""
+    """Timers: a ping every ``ping_rate`` seconds; 0 or None turns it off."""
 
     @pytest.mark.timeout(10)
     def test_a_ping_every_ping_rate_seconds(self) -> None:
@@ -216,7 +216,7 @@ class TestAutoPing:
 
 
 class TestPingTimeout:
-    """SPEC §3.7: ``ping_timeout`` without a pong → Unresponsive, then Disconnected."""
+    """``ping_timeout`` without a pong → Unresponsive, then Disconnected."""
 
     @pytest.mark.timeout(10)
     def test_no_pong_within_ping_timeout(self) -> None:
@@ -248,7 +248,7 @@ class TestPingTimeout:
 
 
 class TestCloseTimeout:
-    """SPEC §3.7: the closing handshake is bounded by ``close_timeout``."""
+    """The closing handshake is bounded by ``close_timeout``."""
 
     @pytest.mark.timeout(10)
     def test_server_never_answers_our_close(self) -> None:
@@ -294,7 +294,7 @@ class TestCloseTimeout:
 
 
 class TestConnectTimeout:
-    """SPEC §2 ``connect_timeout``: one deadline up to the upgrade response."""
+    """``connect_timeout``: one deadline up to the upgrade response."""
 
     @pytest.mark.timeout(10)
     def test_upgrade_response_never_comes_virtual_time(self) -> None:
@@ -327,7 +327,7 @@ class TestConnectTimeout:
 
 
 class TestSessionClock:
-    """SPEC §2: ``sent_close_time`` and ``session_time`` are read on the session clock."""
+    """``sent_close_time`` and ``session_time`` are read on the session clock."""
 
     @pytest.mark.timeout(10)
     def test_sent_close_time_and_session_time(self) -> None:
@@ -391,7 +391,7 @@ class ThreadErrors:
 
 
 class TestThreads:
-    """SPEC §2: sends, ``close()`` and ``force_disconnect()`` from any thread."""
+    """Sends, ``close()`` and ``force_disconnect()`` from any thread."""
 
     @pytest.mark.timeout(10)
     def test_concurrent_sends_arrive_whole_and_in_order(self) -> None:
@@ -621,7 +621,7 @@ def leave_by_garbage_collection(ws: WebSocket) -> None:
 
 
 class TestLeavingTheLoop:
-    """SPEC §3: leaving the loop early closes the socket at once."""
+    """Leaving the loop early closes the socket at once."""
 
     @pytest.mark.timeout(10)
     @pytest.mark.parametrize(
@@ -705,7 +705,7 @@ def collect_frames(
 
 class TestGatheredSends:
     """Sends from the loop body: the first 8 are written at once, the next ones
-    together when the application asks for the next event (SPEC §2, docs/sending)."""
+    together when the application asks for the next event (docs/sending.rst)."""
 
     @pytest.mark.timeout(10)
     def test_first_sends_at_once_the_rest_when_the_loop_resumes(self) -> None:

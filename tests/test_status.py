@@ -1,4 +1,4 @@
-"""lomond.status: close codes (SPEC §10, RFC 6455 §7.4)."""
+"""lomond.status: close codes (RFC 6455 §7.4)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ NAMED_CODES = {
     "UNEXPECTED_CONDITION": 1011,
 }
 
-#: SPEC §6: the codes a close frame may carry.
+#: The codes a close frame may carry (RFC 6455 §7.4; 1012-1014 registered with IANA).
 VALID_CODES = [*range(1000, 1004), *range(1007, 1015), *range(3000, 5000)]
 
 
@@ -55,7 +55,7 @@ class TestInvalidCodes:
 
     def test_1012_to_1014_are_valid(self) -> None:
         # Registered with IANA (service restart, try again later, bad gateway); 0.3.x
-        # wrongly listed 1014 as invalid. SPEC §6 names 1007-1014 valid.
+        # wrongly listed 1014 as invalid.
         for code in (1012, 1013, 1014):
             assert code not in Status.invalid_codes
             assert is_valid_close_code(code)

@@ -1,4 +1,4 @@
-"""TLS (SPEC §8): ``wss://`` against the ``websockets`` server with ``trustme`` certificates."""
+"""TLS: ``wss://`` against the ``websockets`` server with ``trustme`` certificates."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from lomond import WebSocket
 pytestmark = pytest.mark.timeout(30)
 
 VERIFY_FAILED = "TLS certificate verify failed"
+TROUBLESHOOTING = Path(__file__).resolve().parent.parent / "docs" / "troubleshooting.rst"
 
 
 @pytest.fixture(scope="module")
@@ -159,11 +160,26 @@ class TestVerificationFailures:
         assert "expired" in collected[-1].reason
 
     def test_plain_server_behind_wss(self) -> None:
+        # A plain WebSocket server closes the connection when the ClientHello comes.
         with websockets_server(echo) as url:
             port = url.rsplit(":", 1)[1]
             collected = run(WebSocket(f"wss://127.0.0.1:{port}/", connect_timeout=5))
         assert names(collected) == ["connecting", "connect_fail"]
-        assert "TLS" in collected[-1].reason
+        assert collected[-1].reason == "TLS handshake failed: UNEXPECTED_EOF_WHILE_READING"
+        assert "``UNEXPECTED_EOF_WHILE_READING``" in TROUBLESHOOTING.read_text(encoding="utf-8")
+
+    def test_plain_http_answer_behind_wss(self) -> None:
+        def answer_in_plain_text(connection: RawConnection) -> None:
+            connection.sock.recv(65536)  # the ClientHello
+            connection.send(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            wait_for_eof(connection)
+
+        with raw_server(answer_in_plain_text) as url:
+            port = url.rsplit(":", 1)[1]
+            collected = run(WebSocket(f"wss://127.0.0.1:{port}/", connect_timeout=5))
+        assert names(collected) == ["connecting", "connect_fail"]
+        assert collected[-1].reason == "TLS handshake failed: WRONG_VERSION_NUMBER"
+        assert "``WRONG_VERSION_NUMBER``" in TROUBLESHOOTING.read_text(encoding="utf-8")
 
 
 class TestTimeouts:

@@ -1,4 +1,4 @@
-"""The public façade (SPEC §2): URLs, headers, and how caller misuse is reported."""
+"""The public façade: URLs, headers, and how caller misuse is reported."""
 
 from __future__ import annotations
 
