@@ -21,6 +21,12 @@ TEST_REQUIRES = [
     "trustme",
     "pproxy",
     "coverage[toml]",
+    # Real servers for the interoperability tests (tests/test_real_servers.py). Each
+    # declares the Pythons it supports: Python 3.8 gets their last releases for it.
+    "uvicorn>=0.22",
+    "wsproto>=1.2",
+    "aiohttp>=3.9",
+    "tornado>=6.3",
 ]
 DEV_REQUIRES = TEST_REQUIRES + [
     "ruff",
