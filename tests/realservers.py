@@ -107,15 +107,39 @@ def _version(distribution: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
-def no_size_limit(name: str) -> str | None:
-    """Why the server called ``name`` does not refuse oversized messages here, if so.
+#: Features some releases of a server lack, with the first release that has them.
+SIZE_LIMIT = "size-limit"
+EMPTY_MESSAGES = "empty-messages"
+_FIXED_IN = {
+    # uvicorn enforces ws_max_size with wsproto from 0.46 on; older releases accept
+    # messages of any size.
+    ("uvicorn-wsproto", SIZE_LIMIT): (
+        "uvicorn",
+        (0, 46),
+        "does not enforce ws_max_size with wsproto",
+    ),
+    # uvicorn's websockets-sansio sends nothing for an empty message before 0.42.
+    ("uvicorn-websockets-sansio", EMPTY_MESSAGES): (
+        "uvicorn",
+        (0, 42),
+        "does not send empty messages with websockets-sansio",
+    ),
+}
 
-    uvicorn enforces ``ws_max_size`` with wsproto only from 0.46 on (older releases
-    accept any size); the last releases for Python 3.8 and 3.9 are older.
+
+def lacks(name: str, feature: str) -> str | None:
+    """Why the installed release of server ``name`` lacks ``feature``, or ``None``.
+
+    The last releases of uvicorn for Python 3.8 and 3.9 predate both fixes above.
     """
-    if name == "uvicorn-wsproto" and _version("uvicorn") < (0, 46):
-        return "uvicorn < 0.46 does not enforce ws_max_size with wsproto"
-    return None
+    known = _FIXED_IN.get((name, feature))
+    if known is None:
+        return None
+    distribution, fixed_in, what = known
+    if _version(distribution) >= fixed_in:
+        return None
+    release = ".".join(map(str, fixed_in))
+    return f"{distribution} < {release} {what}"
 
 
 @contextlib.contextmanager
