@@ -63,7 +63,10 @@ def exit_with_parent() -> None:
 
 
 def announce(sock: socket.socket) -> None:
+    """Print the port; from then on, what goes to stdout goes to stderr instead (nobody
+    reads the pipe any more, and a full pipe would block the server)."""
     print(sock.getsockname()[1], flush=True)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
 
 # -- uvicorn (an ASGI application) ------------------------------------------------

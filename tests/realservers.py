@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import IO, Iterator, Sequence
 
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "realserver_apps.py"
@@ -162,7 +162,7 @@ def _server_process(command: Sequence[str], path: str = "/echo") -> Iterator[str
             _stop(process)
 
 
-def _read_port(process: subprocess.Popen[bytes], stderr: object) -> int:
+def _read_port(process: subprocess.Popen[bytes], stderr: IO[bytes]) -> int:
     assert process.stdout is not None
     deadline = time.monotonic() + START_TIMEOUT
     with selectors.DefaultSelector() as selector:
@@ -172,18 +172,18 @@ def _read_port(process: subprocess.Popen[bytes], stderr: object) -> int:
                 line = process.stdout.readline()
                 if line.strip().isdigit():
                     return int(line)
-                raise ServerFailed(_describe(process, stderr, f"printed {line!r}, not a port"))
+                what = f"printed {line!r}, not a port" if line else "exited without a port"
+                raise ServerFailed(_describe(process, stderr, what))
     raise ServerFailed(_describe(process, stderr, f"printed no port in {START_TIMEOUT:g}s"))
 
 
-def _describe(process: subprocess.Popen[bytes], stderr: object, what: str) -> str:
-    with contextlib.suppress(Exception):
+def _describe(process: subprocess.Popen[bytes], stderr: IO[bytes], what: str) -> str:
+    """``what`` happened to the server, with the end of what it wrote to stderr."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(1)
-    output = b""
-    if hasattr(stderr, "seek") and hasattr(stderr, "read"):
-        stderr.seek(0)
-        output = stderr.read()[-4000:]
-    return f"{' '.join(map(str, process.args))} {what}:\n{output.decode(errors='replace')}"
+    stderr.seek(0)
+    output = stderr.read()[-4000:].decode(errors="replace")
+    return f"{' '.join(map(str, process.args))} {what}:\n{output}"
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
