@@ -118,25 +118,33 @@ def connect(ws: WebSocket, on_event: Callable[[Any], None] | None = None) -> lis
         watchdog.join()
 
 
-def echo_all(url: str, messages: list[str | bytes], **options: Any) -> tuple[WebSocket, list[Any]]:
-    """Send ``messages`` at ``Ready``, close once all came back; return the events."""
-    ws = WebSocket(url, **options)
+def send(ws: WebSocket, message: str | bytes) -> None:
+    if isinstance(message, str):
+        ws.send_text(message)
+    else:
+        ws.send_binary(message)
+
+
+def echo_all(
+    ws: WebSocket, messages: list[str | bytes], on_ready: Callable[[], None] | None = None
+) -> list[Any]:
+    """Send ``messages`` at ``Ready`` (after ``on_ready()``), close once all came back;
+    return the events."""
     echoed = 0
 
     def on_event(event: Any) -> None:
         nonlocal echoed
         if event.name == "ready":
+            if on_ready is not None:
+                on_ready()
             for message in messages:
-                if isinstance(message, str):
-                    ws.send_text(message)
-                else:
-                    ws.send_binary(message)
+                send(ws, message)
         elif event.name in ("text", "binary"):
             echoed += 1
             if echoed == len(messages):
                 ws.close()
 
-    return ws, connect(ws, on_event)
+    return connect(ws, on_event)
 
 
 def kind_of(message: str | bytes) -> str:
@@ -169,10 +177,7 @@ def close_on_ready(ws: WebSocket, *args: Any) -> Callable[[Any], None]:
 def send_on_ready(ws: WebSocket, message: str | bytes) -> Callable[[Any], None]:
     def on_event(event: Any) -> None:
         if event.name == "ready":
-            if isinstance(message, str):
-                ws.send_text(message)
-            else:
-                ws.send_binary(message)
+            send(ws, message)
 
     return on_event
 
@@ -195,7 +200,8 @@ class TestEcho:
             UNICODE,
             UNICODE * 1000,
         ]
-        ws, collected = echo_all(server.url, messages)
+        ws = WebSocket(server.url)
+        collected = echo_all(ws, messages)
         assert_echoed(messages, collected)
         assert collected[2].extensions == set()
         assert ws.is_closed
@@ -203,7 +209,7 @@ class TestEcho:
     def test_empty_messages(self, server: Server) -> None:
         skip_if_lacking(server, EMPTY_MESSAGES)
         messages: list[str | bytes] = ["", b""]
-        _, collected = echo_all(server.url, messages)
+        collected = echo_all(WebSocket(server.url), messages)
         assert_echoed(messages, collected)
 
     def test_ping_is_answered(self, server: Server) -> None:
@@ -234,44 +240,21 @@ class TestCompression:
             os.urandom(MiB),
         ]
         ws = WebSocket(server.url, compress=True)
-        seen: dict[str, Any] = {}
-        echoed = 0
-
-        def on_event(event: Any) -> None:
-            nonlocal echoed
-            if event.name == "ready":
-                seen["supports_compression"] = ws.supports_compression
-                for message in messages:
-                    if isinstance(message, str):
-                        ws.send_text(message)
-                    else:
-                        ws.send_binary(message)
-            elif event.name in ("text", "binary"):
-                echoed += 1
-                if echoed == len(messages):
-                    ws.close()
-
-        collected = connect(ws, on_event)
+        supports: list[bool] = []
+        collected = echo_all(ws, messages, lambda: supports.append(ws.supports_compression))
         assert collected[2].extensions == {"permessage-deflate"}
-        assert seen["supports_compression"] is True
+        assert supports == [True]
         assert_echoed(messages, collected)
 
     def test_not_offered_by_the_server(self, server: Server) -> None:
         with real_server(server.name, compress=False) as url:
             ws = WebSocket(url, compress=True)
             supports: list[bool] = []
-
-            def on_event(event: Any) -> None:
-                if event.name == "ready":
-                    supports.append(ws.supports_compression)
-                    ws.send_text(self.COMPRESSIBLE_TEXT)
-                elif event.name == "text":
-                    ws.close()
-
-            collected = connect(ws, on_event)
+            messages: list[str | bytes] = [self.COMPRESSIBLE_TEXT, self.COMPRESSIBLE_BINARY]
+            collected = echo_all(ws, messages, lambda: supports.append(ws.supports_compression))
         assert collected[2].extensions == set()
         assert supports == [False]
-        assert_echoed([self.COMPRESSIBLE_TEXT], collected)
+        assert_echoed(messages, collected)
 
 
 class TestClosing:
