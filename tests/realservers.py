@@ -9,8 +9,8 @@ and refuse a message over ``max_size`` bytes the way that server library does.
 
 A process of its own per server keeps the test process free of the servers' event
 loops, threads, warnings and imports, lets server and client use both cores, and
-starts in about a tenth of a second. A server process also exits by itself when
-the test process goes away (its standard input ends).
+starts in a fraction of a second (0.1 to 0.3 s here). A server process also exits by
+itself when the test process goes away (its standard input ends).
 """
 
 from __future__ import annotations
