@@ -829,3 +829,14 @@ class TestOrderings:
         assert steps
         collected = SCENARIOS[name]()
         assert matches(steps, collected), f"{name}: {collected}"
+
+
+def test_the_tests_the_limits_page_names_exist() -> None:
+    """``docs/limits.rst`` names the test of each bound: those tests must exist."""
+    text = (DOCS / "limits.rst").read_text(encoding="utf-8")
+    named = re.findall(r"``(tests/[\w/]+\.py)(?:::(\w+))?``", text)
+    assert len(named) >= 10
+    for path, name in named:
+        source = (DOCS.parent / path).read_text(encoding="utf-8")
+        if name:
+            assert re.search(rf"^class {name}\b", source, re.M), f"{path}::{name}"
