@@ -89,18 +89,25 @@ class RawConnection:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def recv_frame(self) -> tuple[int, bytes]:
-        """Read one (masked) client frame; return ``(opcode, unmasked payload)``."""
+    def recv_header(self) -> tuple[int, int, bytes]:
+        """Read a client frame's header: ``(first byte, payload length, masking key)``.
+
+        The key is four zero bytes for an unmasked frame.
+        """
         header = self._recv_exact(2)
-        opcode = header[0] & 0x0F
         length = header[1] & 0x7F
         if length == 126:
             length = int.from_bytes(self._recv_exact(2), "big")
         elif length == 127:
             length = int.from_bytes(self._recv_exact(8), "big")
         key = self._recv_exact(4) if header[1] & 0x80 else b"\0\0\0\0"
+        return header[0], length, key
+
+    def recv_frame(self) -> tuple[int, bytes]:
+        """Read one (masked) client frame; return ``(opcode, unmasked payload)``."""
+        first, length, key = self.recv_header()
         payload = self._recv_exact(length)
-        return opcode, bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        return first & 0x0F, bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
     def _recv_exact(self, n: int) -> bytes:
         data = b""

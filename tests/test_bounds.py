@@ -254,13 +254,8 @@ def count_zlib_input(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def skip_frame(connection: RawConnection) -> int:
     """Read one client frame without unmasking its payload; return the payload length."""
-    header = connection._recv_exact(2)
-    length = header[1] & 0x7F
-    if length == 126:
-        length = int.from_bytes(connection._recv_exact(2), "big")
-    elif length == 127:
-        length = int.from_bytes(connection._recv_exact(8), "big")
-    remaining = 4 + length  # the masking key and the payload
+    _, length, _ = connection.recv_header()
+    remaining = length
     while remaining:
         chunk = connection.sock.recv(min(remaining, 256 * KiB))
         if not chunk:

@@ -77,20 +77,14 @@ def finish_close(connection: RawConnection) -> None:
 
 def read_frame(connection: RawConnection) -> tuple[int, int, bytes]:
     """One client frame: ``(first byte, opcode, unmasked payload)``; keeps RSV bits."""
-    header = connection._recv_exact(2)
-    length = header[1] & 0x7F
-    if length == 126:
-        length = int.from_bytes(connection._recv_exact(2), "big")
-    elif length == 127:
-        length = int.from_bytes(connection._recv_exact(8), "big")
-    key = connection._recv_exact(4)
+    first, length, key = connection.recv_header()
     payload = connection._recv_exact(length)
     # XOR with the key repeated over the payload, as one big integer.
     repeated = (key * (length // 4 + 1))[:length]
     unmasked = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(
         length, "big"
     )
-    return header[0], header[0] & 0x0F, unmasked
+    return first, first & 0x0F, unmasked
 
 
 def open_fds() -> int:
