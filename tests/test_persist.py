@@ -510,12 +510,17 @@ class RestartableServer:
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[ServerConnection] = set()
+        # A handler may start after stop() looked at the connections (the client's
+        # Ready comes before it): under the lock, it sees that it is stopping.
+        self._lock = threading.Lock()
+        self._stopping = False
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/"
 
     def start(self) -> None:
+        self._stopping = False
         server = serve(self._handle, "127.0.0.1", self.port, compression=None)
         self.port = server.socket.getsockname()[1]
         self._thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -523,7 +528,11 @@ class RestartableServer:
         self._server = server
 
     def _handle(self, connection: ServerConnection) -> None:
-        self._connections.add(connection)
+        with self._lock:
+            if self._stopping:
+                connection.close(1001)
+                return
+            self._connections.add(connection)
         try:
             self.handler(connection)
         finally:
@@ -535,7 +544,10 @@ class RestartableServer:
             # websockets >= 14 closes the connections itself; older ones only stop
             # listening, so close what is left.
             self._server.shutdown()
-            for connection in list(self._connections):
+            with self._lock:
+                self._stopping = True
+                connections = list(self._connections)
+            for connection in connections:
                 connection.close(1001)
             assert self._thread is not None
             self._thread.join(5)
