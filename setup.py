@@ -11,7 +11,9 @@ from setuptools.errors import CCompilerError, ExecError, PlatformError
 if os.environ.get("LOMOND_NO_EXTENSIONS") == "1":
     EXTENSIONS = []
 else:
-    EXTENSIONS = [Extension("lomond._speedups", ["lomond/_speedups.c"], optional=True)]
+    EXTENSIONS = [
+        Extension("lomond.protocol._speedups", ["lomond/protocol/_speedups.c"], optional=True)
+    ]
 
 
 class OptionalBuildExt(build_ext):

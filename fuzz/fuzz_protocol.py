@@ -35,15 +35,15 @@ import zlib
 from typing import Any, Callable, List, Tuple
 
 from lomond import events
-from lomond.compression import Deflate, PerMessageDeflate
 from lomond.errors import (
     CompressionParameterError,
     HandshakeError,
     WebSocketUnavailable,
 )
-from lomond.frames import Opcode, parse_close_payload
-from lomond.handshake import accept_key, build_request, check_response, parse_extensions
-from lomond.protocol import ClientProtocol, State
+from lomond.protocol.client import ClientProtocol, State
+from lomond.protocol.deflate import Deflate, PerMessageDeflate
+from lomond.protocol.frames import Opcode, parse_close_payload
+from lomond.protocol.handshake import accept_key, build_request, check_response, parse_extensions
 from lomond.response import Response
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="

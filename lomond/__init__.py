@@ -15,4 +15,4 @@ from .websocket import WebSocket
 __all__ = ["WebSocket", "__version__", "events", "persist", "Status"]
 
 # lomond's logger ("lomond") gets its NullHandler when lomond first logs: see
-# lomond.logger, which also keeps `import lomond` from importing logging.
+# lomond._logging, which also keeps `import lomond` from importing logging.

@@ -13,8 +13,8 @@ import time
 from typing import TYPE_CHECKING, Callable, Generator
 
 from . import events
-from .logger import log
-from .timers import check_connect_arguments
+from ._logging import log
+from .loop.timers import check_connect_arguments
 
 if TYPE_CHECKING:
     from .websocket import WebSocket

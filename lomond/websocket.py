@@ -7,19 +7,25 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, Sequence
 
 from . import events
+from ._logging import log
 from .compression import Deflate
 from .constants import USER_AGENT
 from .errors import WebSocketUnavailable
-from .frames import Opcode, truncate_utf8
-from .handshake import HeadersArgument, build_request, make_key, normalize_headers, validate_header
-from .logger import log
-from .mask import byte_view
-from .protocol import ClientProtocol, State
-from .proxy import Proxy, check_proxies, select_proxy
-from .session import WebsocketSession
+from .loop.session import WebsocketSession
+from .loop.timers import check_connect_arguments, check_seconds
+from .network.proxy import Proxy, check_proxies, select_proxy
+from .protocol.client import ClientProtocol, State
+from .protocol.frames import Opcode, truncate_utf8
+from .protocol.handshake import (
+    HeadersArgument,
+    build_request,
+    make_key,
+    normalize_headers,
+    validate_header,
+)
+from .protocol.mask import byte_view
+from .protocol.url import parse_url
 from .status import Status, is_valid_close_code
-from .timers import check_connect_arguments, check_seconds
-from .url import parse_url
 
 if TYPE_CHECKING:
     import ssl
@@ -179,7 +185,7 @@ class WebSocket:
             return self.ssl_context
         if self._default_ssl_context is None:
             # Imported here: programs that never use TLS never load the ssl module.
-            from .tls import make_ssl_context
+            from .network.tls import make_ssl_context
 
             self._default_ssl_context = make_ssl_context(self.ssl_verify, self.ssl_cafile)
         return self._default_ssl_context

@@ -22,8 +22,9 @@ from servers import OPEN, RawConnection, frame, raw_server
 from lomond import WebSocket
 from lomond.compression import MAX_STREAMS_PER_FRAME
 from lomond.errors import TransportFail
-from lomond.messages import MAX_FRAGMENTS
-from lomond.session import HIGH_WATER
+from lomond.loop.session import HIGH_WATER
+from lomond.protocol import mask as mask_module
+from lomond.protocol.messages import MAX_FRAGMENTS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -272,10 +273,8 @@ class TestSends:
     @pytest.fixture(params=["c", "pure-python"])
     def masking(self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
         if request.param == "pure-python":
-            import lomond.mask
-
-            monkeypatch.setattr(lomond.mask, "_accelerated", None)
-        elif not __import__("lomond.mask").mask.ACCELERATED:
+            monkeypatch.setattr(mask_module, "_accelerated", None)
+        elif not mask_module.ACCELERATED:
             pytest.skip("the C accelerator is not built")
         return str(request.param)
 

@@ -29,7 +29,7 @@ from servers import RawConnection, echo, free_port_refused, raw_server, websocke
 from websockets.sync.server import ServerConnection
 
 import lomond
-from lomond.cli import build_parser, configure_logging, main, make_websocket, use_colour
+from lomond.cli.main import build_parser, configure_logging, main, make_websocket, use_colour
 
 pytestmark = pytest.mark.timeout(30)
 

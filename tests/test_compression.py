@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lomond import WebSocket
-from lomond.compression import Deflate, ExtensionParameters, PerMessageDeflate
 from lomond.errors import CompressionParameterError, PayloadTooLarge, ProtocolError
-from lomond.frames import RSV1, Opcode, build_frame
-from lomond.handshake import accept_key
-from lomond.protocol import ClientProtocol
+from lomond.protocol.client import ClientProtocol
+from lomond.protocol.deflate import Deflate, ExtensionParameters, PerMessageDeflate
+from lomond.protocol.frames import RSV1, Opcode, build_frame
+from lomond.protocol.handshake import accept_key
 from lomond.status import Status
 
 TAIL = b"\x00\x00\xff\xff"

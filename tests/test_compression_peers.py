@@ -34,8 +34,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.sync.server import ServerConnection
 
-from lomond import WebSocket, compression
-from lomond.compression import Deflate, PerMessageDeflate
+from lomond import WebSocket
+from lomond.protocol import deflate
+from lomond.protocol.deflate import Deflate, PerMessageDeflate
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -418,7 +419,7 @@ class TestRFC7692_WindowOf8Bits:
     ) -> None:
         # The control: compressing with 10 bits instead reaches back past 256 bytes
         # between messages, and the same server fails the connection.
-        monkeypatch.setattr(compression, "_SMALLEST_ZLIB_WINDOW", 10)
+        monkeypatch.setattr(deflate, "_SMALLEST_ZLIB_WINDOW", 10)
         report = Report()
         messages = tempting(8, count=16)
         with websockets_server(

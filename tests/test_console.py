@@ -10,7 +10,7 @@ from typing import ClassVar
 import pytest
 
 from lomond import events
-from lomond.console import EventPrinter, Outcome, describe, event_fields
+from lomond.cli.console import EventPrinter, Outcome, describe, event_fields
 from lomond.response import Response
 
 RESPONSE = Response(

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from lomond.console import EventPrinter
-from lomond.demo import JSON_MESSAGE, LARGE_TEXT, MIN_COMPRESS_SIZE, run_demo
+from lomond.cli.console import EventPrinter
+from lomond.cli.demo import JSON_MESSAGE, LARGE_TEXT, MIN_COMPRESS_SIZE, run_demo
 
 pytestmark = pytest.mark.timeout(30)
 

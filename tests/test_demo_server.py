@@ -16,7 +16,7 @@ from servers import names, run
 from websockets.sync.client import connect
 
 from lomond import WebSocket
-from lomond.demo_server import (
+from lomond.cli.demo_server import (
     DEFLATE_RESPONSE,
     BadRequest,
     EchoConnection,
@@ -28,7 +28,7 @@ from lomond.demo_server import (
     parse_request,
 )
 from lomond.errors import PayloadTooLarge, ProtocolError
-from lomond.frames import RSV1, FrameReader, Opcode, build_close_payload, build_frame
+from lomond.protocol.frames import RSV1, FrameReader, Opcode, build_close_payload, build_frame
 
 pytestmark = pytest.mark.timeout(30)
 

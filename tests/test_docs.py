@@ -33,7 +33,7 @@ from servers import RawConnection, echo, frame, free_port_refused, raw_server, w
 
 import lomond
 from lomond import Status, WebSocket, events
-from lomond.demo_server import EchoServer
+from lomond.cli.demo_server import EchoServer
 from lomond.errors import TransportFail, WebSocketClosing
 
 pytestmark = pytest.mark.timeout(30)
@@ -445,7 +445,7 @@ def source_patterns() -> list[re.Pattern[str]]:
     """Every string literal of lomond's code as a regular expression (the fields of an
     f-string match any text)."""
     patterns = []
-    for path in sorted((ROOT / "lomond").glob("*.py")):
+    for path in sorted((ROOT / "lomond").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.JoinedStr):
                 parts = [
@@ -482,8 +482,8 @@ def test_nothing_cites_documents_outside_the_repository() -> None:
     files = [
         ROOT / "README.md",
         ROOT / "CHANGELOG.md",
-        *sorted((ROOT / "lomond").glob("*.py")),
-        *sorted((ROOT / "tests").glob("*.py")),
+        *sorted((ROOT / "lomond").rglob("*.py")),
+        *sorted((ROOT / "tests").rglob("*.py")),
         *sorted(DOCS.glob("*.rst")),
         *sorted(EXAMPLES.glob("*.py")),
     ]

@@ -1,4 +1,4 @@
-"""lomond.frames: the wire format of RFC 6455 §5, in both directions."""
+"""lomond.protocol.frames: the wire format of RFC 6455 §5, in both directions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lomond.errors import PayloadTooLarge, ProtocolError
-from lomond.frames import (
+from lomond.protocol.frames import (
     RESERVED_OPCODES,
     RSV1,
     RSV2,

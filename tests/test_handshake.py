@@ -1,4 +1,4 @@
-"""lomond.handshake: the upgrade request and the checks on its response (RFC 6455 §4)."""
+"""lomond.protocol.handshake: the upgrade request and the checks on its response (RFC 6455 §4)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from lomond.errors import HandshakeError
-from lomond.handshake import (
+from lomond.protocol.handshake import (
     accept_key,
     build_request,
     check_response,

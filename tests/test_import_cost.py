@@ -1,8 +1,8 @@
 """``import lomond`` loads only what every connection needs (issue 6: import time).
 
-TLS (``ssl``, ``lomond.tls``), proxies (``lomond.tunnel``, ``lomond.socks``), JSON,
-``hashlib`` (OpenSSL's libcrypto), ``random`` and ``logging`` (see
-``lomond.logger``) are imported where they are first used, so a program that never
+TLS (``ssl``, ``lomond.network.tls``), proxies (``lomond.network.tunnel``,
+``lomond.network.socks``), JSON, ``hashlib`` (OpenSSL's libcrypto), ``random`` and ``logging`` (see
+``lomond._logging``) are imported where they are first used, so a program that never
 needs them never pays for loading them. The benchmarks measure the time
 (``benchmarks/``); this test keeps the list honest.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lomond.logger import log
+from lomond._logging import log
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -31,11 +31,11 @@ DEFERRED = [
     "random",
     "http",
     "email",
-    "lomond.tls",
-    "lomond.tunnel",
-    "lomond.socks",
-    "lomond.console",
-    "lomond.cli",
+    "lomond.network.tls",
+    "lomond.network.tunnel",
+    "lomond.network.socks",
+    "lomond.cli.console",
+    "lomond.cli.main",
 ]
 
 
@@ -76,7 +76,7 @@ def test_what_is_deferred_is_there_when_used() -> None:
         "import lomond\n"
         "from lomond.events import Text\n"
         "assert Text('[1]').json == [1]\n"
-        "from lomond.handshake import accept_key\n"
+        "from lomond.protocol.handshake import accept_key\n"
         "assert accept_key(b'dGhlIHNhbXBsZSBub25jZQ==') == 's3pPLMBiTxaQ9kYGzzhZRbK+xOo='\n"
         "ws = lomond.WebSocket('wss://example.org/')\n"
         "ws.get_ssl_context()\n"
@@ -85,16 +85,16 @@ def test_what_is_deferred_is_there_when_used() -> None:
         "assert 0 <= exponential_backoff(0, 1)(0) <= 1\n"
     )
     loaded = modules_after(code, site=True)
-    assert {"ssl", "lomond.tls"} <= loaded  # (site may have imported the others first)
+    assert {"ssl", "lomond.network.tls"} <= loaded  # (site may have imported the others first)
 
 
 def test_a_session_that_goes_well_does_not_import_logging() -> None:
     # Its messages are DEBUG and INFO: nothing can receive them before logging is
-    # imported, so lomond.logger drops them without importing it.
+    # imported, so lomond._logging drops them without importing it.
     code = (
         "import sys\n"
         "from lomond import WebSocket\n"
-        "from lomond.demo_server import EchoServer\n"
+        "from lomond.cli.demo_server import EchoServer\n"
         "with EchoServer() as server:\n"
         "    ws = WebSocket(server.url)\n"
         "    for event in ws.connect():\n"
@@ -106,7 +106,7 @@ def test_a_session_that_goes_well_does_not_import_logging() -> None:
 
 
 class TestLogger:
-    """``lomond.logger.log``: logging.getLogger("lomond"), set up on first use."""
+    """``lomond._logging.log``: logging.getLogger("lomond"), set up on first use."""
 
     def test_records_name_the_caller(self, caplog: pytest.LogCaptureFixture) -> None:
         with caplog.at_level(logging.DEBUG, logger="lomond"):
@@ -131,7 +131,7 @@ class TestLogger:
     def test_one_null_handler_however_often_it_logs(self) -> None:
         code = (
             "import logging\n"
-            "from lomond.logger import get_logger, log\n"
+            "from lomond._logging import get_logger, log\n"
             "for _ in range(3):\n"
             "    log.debug('again')\n"
             "assert get_logger() is logging.getLogger('lomond')\n"
@@ -141,5 +141,5 @@ class TestLogger:
 
     def test_nothing_reaches_stderr_without_configuration(self) -> None:
         # Python's last-resort handler prints warnings of loggers without handlers.
-        code = "from lomond.logger import log\nlog.warning('not for stderr')\n"
+        code = "from lomond._logging import log\nlog.warning('not for stderr')\n"
         assert run_python(code) == ""  # run_python checks that stderr is empty

@@ -13,8 +13,8 @@ from servers import echo, websockets_server
 from websockets.sync.server import ServerConnection
 
 from lomond import WebSocket
-from lomond.console import EventPrinter
-from lomond.interactive import ClientOptions, InteractiveClient, SendGate, read_lines
+from lomond.cli.console import EventPrinter
+from lomond.cli.interactive import ClientOptions, InteractiveClient, SendGate, read_lines
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -1,4 +1,4 @@
-"""lomond.mask: XOR masking of client payloads (RFC 6455 §5.3)."""
+"""lomond.protocol.mask: XOR masking of client payloads (RFC 6455 §5.3)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lomond import mask as mask_module
-from lomond.mask import (
+from lomond.protocol import mask as mask_module
+from lomond.protocol.mask import (
     ACCELERATED,
     BufferedRandom,
     make_masking_key,
@@ -28,7 +28,7 @@ from lomond.mask import (
 )
 
 try:
-    from lomond import _speedups
+    from lomond.protocol import _speedups
 except ImportError:  # not built: no compiler, or installed with LOMOND_NO_EXTENSIONS=1
     _speedups = None  # type: ignore[assignment]
 
@@ -45,7 +45,9 @@ def implementations(python: MaskFunction, name: str) -> list[Any]:
         pytest.param(
             getattr(_speedups, name, None),
             id="c",
-            marks=pytest.mark.skipif(_speedups is None, reason="lomond._speedups is not built"),
+            marks=pytest.mark.skipif(
+                _speedups is None, reason="lomond.protocol._speedups is not built"
+            ),
         ),
     ]
 
@@ -278,7 +280,7 @@ class TestWhichImplementationIsUsed:
         environment.pop("LOMOND_NO_EXTENSIONS", None)
         if no_extensions is not None:
             environment["LOMOND_NO_EXTENSIONS"] = no_extensions
-        code = "import lomond.mask as m; print(m.ACCELERATED, m.mask is m.mask_python)"
+        code = "import lomond.protocol.mask as m; print(m.ACCELERATED, m.mask is m.mask_python)"
         finished = subprocess.run(
             [sys.executable, "-c", code],
             cwd=PACKAGE_PARENT,
@@ -292,7 +294,7 @@ class TestWhichImplementationIsUsed:
     def test_no_extensions_forces_pure_python(self) -> None:
         assert self._accelerated_in_a_new_process("1") == "False True"
 
-    @pytest.mark.skipif(_speedups is None, reason="lomond._speedups is not built")
+    @pytest.mark.skipif(_speedups is None, reason="lomond.protocol._speedups is not built")
     def test_c_mask_is_used_by_default(self) -> None:
         assert self._accelerated_in_a_new_process(None) == "True False"
         # Only "1" switches it off.

@@ -11,8 +11,8 @@ Everything goes through the public API against real peers on the loopback interf
   they are sent (SOCKS4a too, which ``pproxy`` does not speak), and servers that
   accept TCP and never answer, for the connect deadline.
 
-The pure parts of :mod:`lomond.proxy` and :mod:`lomond.socks` are tested byte by byte
-in tests/test_proxy.py.
+The pure parts of :mod:`lomond.network.proxy` and :mod:`lomond.network.socks` are tested
+byte by byte in tests/test_proxy.py.
 """
 
 from __future__ import annotations

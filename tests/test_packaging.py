@@ -157,7 +157,7 @@ def test_the_sdist_s_tests_pass(tmp_path: Path) -> None:
     python = scripts / ("python.exe" if os.name == "nt" else "python")
     run([str(python), "-m", "pip", "install", "--quiet", f"{tree}[test]"], tree, 600)
     accelerated = run(
-        [str(python), "-c", "import lomond.mask as m; print(m.ACCELERATED)"], tmp_path, 60
+        [str(python), "-c", "import lomond.protocol.mask as m; print(m.ACCELERATED)"], tmp_path, 60
     )
     assert accelerated.strip() == "True"
     output = run(

@@ -1,4 +1,4 @@
-"""lomond.protocol: ClientProtocol driven with bytes only.
+"""lomond.protocol.client: ClientProtocol driven with bytes only.
 
 Every input goes through :func:`feed`, which follows h11's pattern: the bytes are fed
 whole, then one byte at a time, then split in two at every boundary, and every way
@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from lomond.compression import Deflate
 from lomond.errors import WebSocketClosed, WebSocketClosing, WebSocketUnavailable
 from lomond.events import Binary, Event, Ping, Pong, Text
-from lomond.frames import (
+from lomond.protocol.client import ClientProtocol, State
+from lomond.protocol.frames import (
     RSV1,
     RSV2,
     RSV3,
@@ -33,8 +34,7 @@ from lomond.frames import (
     build_frame,
     parse_close_payload,
 )
-from lomond.handshake import accept_key, build_request
-from lomond.protocol import ClientProtocol, State
+from lomond.protocol.handshake import accept_key, build_request
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 MASK = b"\x01\x02\x03\x04"

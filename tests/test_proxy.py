@@ -1,4 +1,4 @@
-"""The pure parts of :mod:`lomond.proxy` and :mod:`lomond.socks`: URLs, choosing a
+"""The pure parts of :mod:`lomond.network.proxy` and :mod:`lomond.network.socks`: URLs, choosing a
 proxy, ``no_proxy``, and the bytes of each handshake (HTTP CONNECT, SOCKS5 with RFC
 1929, SOCKS4/4a).
 
@@ -12,7 +12,7 @@ import base64
 import pytest
 
 from lomond.errors import ConnectFail
-from lomond.proxy import (
+from lomond.network.proxy import (
     MAX_REPLY_SIZE,
     Proxy,
     build_connect_request,
@@ -22,7 +22,7 @@ from lomond.proxy import (
     parse_proxy_url,
     select_proxy,
 )
-from lomond.socks import (
+from lomond.network.socks import (
     SOCKS4_ERRORS,
     SOCKS5_ERRORS,
     socks4_check_reply,

@@ -1,4 +1,4 @@
-"""The blocking shell (``lomond.session``): timers, threads and the end of the loop.
+"""The blocking shell (``lomond.loop.session``): timers, threads and the end of the loop.
 
 Timer tests run in virtual time (see ``virtual_time.py``): the session gets a fake
 clock and a selector that moves it, so every deadline fires exactly on time and at
@@ -20,7 +20,7 @@ from virtual_time import FakeClock, Peer, SelectorFactory
 
 from lomond import WebSocket, events
 from lomond.errors import TransportFail, WebSocketClosed, WebSocketClosing
-from lomond.session import WebsocketSession
+from lomond.loop.session import WebsocketSession
 
 PING = 9
 CLOSE = 8

@@ -1,9 +1,9 @@
-"""Deadlines of an open connection (lomond.timers), on plain numbers."""
+"""Deadlines of an open connection (lomond.loop.timers), on plain numbers."""
 
 from __future__ import annotations
 
-from lomond.protocol import State
-from lomond.timers import Periodic, Timers
+from lomond.loop.timers import Periodic, Timers
+from lomond.protocol.client import State
 
 
 class TestPeriodic:

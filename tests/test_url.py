@@ -1,4 +1,4 @@
-"""WebSocket URL parsing (lomond.url), without sockets."""
+"""WebSocket URL parsing (lomond.protocol.url), without sockets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from lomond.url import parse_url
+from lomond.protocol.url import parse_url
 
 
 class TestParseURL:

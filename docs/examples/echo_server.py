@@ -10,7 +10,7 @@ Stop it with Ctrl-C.
 import sys
 import threading
 
-from lomond.demo_server import EchoServer
+from lomond.cli.demo_server import EchoServer
 
 port = int(sys.argv[1]) if len(sys.argv) > 1 else 8765
 with EchoServer(port=port) as server:

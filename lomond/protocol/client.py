@@ -3,7 +3,7 @@
 Bytes from the server go in through :meth:`ClientProtocol.receive_data`; events come
 out of :meth:`ClientProtocol.events_received`. Calls such as
 :meth:`ClientProtocol.send_message` go in; bytes for the server come out of
-:meth:`ClientProtocol.data_to_send`. The session (:mod:`lomond.session`) moves the
+:meth:`ClientProtocol.data_to_send`. The session (:mod:`lomond.loop.session`) moves the
 bytes between this object and a socket, and decides when time has run out.
 
 States::
@@ -20,9 +20,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Callable
 
-from . import events
-from .compression import EXTENSION_NAME, Deflate, PerMessageDeflate
-from .errors import (
+from .. import events
+from ..errors import (
     HandshakeError,
     PayloadTooLarge,
     ProtocolError,
@@ -30,6 +29,9 @@ from .errors import (
     WebSocketClosing,
     WebSocketUnavailable,
 )
+from ..response import Response
+from ..status import Status
+from .deflate import EXTENSION_NAME, Deflate, PerMessageDeflate
 from .frames import (
     RESERVED_OPCODES,
     RSV1,
@@ -43,8 +45,6 @@ from .frames import (
 from .handshake import Extension, check_response
 from .mask import BufferedRandom, KeySource
 from .messages import MessageAssembler, invalid_utf8
-from .response import Response
-from .status import Status
 
 #: The largest HTTP response head lomond reads; a larger one is ``Rejected``.
 MAX_HEADER_SIZE = 64 * 1024
@@ -111,7 +111,7 @@ class ClientProtocol:
             ``None`` for no limit.
         auto_pong: Answer pings with pongs.
         random_bytes: Source of masking keys; by default :func:`os.urandom`, read in
-            batches (:class:`lomond.mask.BufferedRandom`).
+            batches (:class:`lomond.protocol.mask.BufferedRandom`).
     """
 
     def __init__(

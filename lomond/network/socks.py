@@ -1,14 +1,14 @@
 """SOCKS handshakes as bytes: SOCKS5 (RFC 1928, RFC 1929), SOCKS4 and SOCKS4a.
 
 Each message is a pair of pure functions, one that builds the bytes to send and one
-that checks the reply; :func:`lomond.tunnel.negotiate` drives them over a socket.
+that checks the reply; :func:`lomond.network.tunnel.negotiate` drives them over a socket.
 Every failure is a :class:`~lomond.errors.ConnectFail` whose message says what went
 wrong, and never contains the proxy's credentials.
 """
 
 from __future__ import annotations
 
-from .errors import ConnectFail
+from ..errors import ConnectFail
 from .proxy import Proxy, parse_ip_literal
 
 # -- SOCKS5 (RFC 1928, RFC 1929) ----------------------------------------------------

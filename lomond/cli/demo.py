@@ -1,6 +1,6 @@
 """``lomond --demo``: a scripted session against the bundled loopback echo server.
 
-No network is needed: :class:`~lomond.demo_server.EchoServer` listens on 127.0.0.1.
+No network is needed: :class:`~lomond.cli.demo_server.EchoServer` listens on 127.0.0.1.
 The script sends a text message, a binary message, JSON, a ping and a large
 compressible message, waiting for each echo (or pong) before the next step, then
 closes. Every event is printed as the command line prints it, with the calls that
@@ -12,12 +12,12 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import events
-from ._version import __version__
-from .compression import Deflate
+from .. import events
+from .._version import __version__
+from ..compression import Deflate
+from ..websocket import WebSocket
 from .console import EventPrinter, Outcome
 from .demo_server import EchoServer
-from .websocket import WebSocket
 
 #: Messages shorter than this go uncompressed, so only the large one is compressed.
 MIN_COMPRESS_SIZE = 100

@@ -12,8 +12,8 @@ import json
 import time
 from typing import Any, TextIO
 
-from . import events
-from .response import Response
+from .. import events
+from ..response import Response
 
 #: Events without content, left out of the output (see the CLI docs).
 HIDDEN_EVENTS = frozenset({"poll"})

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import codecs
 
-from . import events
-from .compression import PerMessageDeflate
-from .errors import PayloadTooLarge, ProtocolError
+from .. import events
+from ..errors import PayloadTooLarge, ProtocolError
+from ..status import Status
+from .deflate import PerMessageDeflate
 from .frames import RSV1, FrameHeader, Opcode
-from .status import Status
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 

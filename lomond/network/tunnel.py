@@ -1,7 +1,7 @@
 """Asking a connected proxy for a tunnel: :func:`negotiate`.
 
 The bytes of each handshake come from pure functions: HTTP CONNECT in
-:mod:`lomond.proxy`, SOCKS5 and SOCKS4/4a in :mod:`lomond.socks`. This module sends
+:mod:`lomond.network.proxy`, SOCKS5 and SOCKS4/4a in :mod:`lomond.network.socks`. This module sends
 and reads them over the socket, each step bounded by what is left of the connect
 deadline. Every failure is a :class:`~lomond.errors.ConnectFail` whose message says
 what went wrong, and never contains the proxy's credentials.
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import socket
 
+from ..errors import ConnectFail
 from .deadline import Deadline
-from .errors import ConnectFail
 from .proxy import Proxy, build_connect_request, check_connect_reply, find_reply_end, host_port
 from .socks import (
     SOCKS5_USER_PASSWORD,

@@ -1,8 +1,8 @@
 """Opening the connection: DNS, TCP, proxy and TLS, under one deadline.
 
 :func:`open_connection` is the entry point: it resolves and connects here, has the
-proxy open a tunnel (:mod:`lomond.tunnel`) and runs the TLS handshakes
-(:mod:`lomond.tls`). Every failure is raised as :class:`~lomond.errors.ConnectFail`
+proxy open a tunnel (:mod:`lomond.network.tunnel`) and runs the TLS handshakes
+(:mod:`lomond.network.tls`). Every failure is raised as :class:`~lomond.errors.ConnectFail`
 with a sentence that says what failed, for ``ConnectFail.reason``, and the socket is
 closed on every failure path.
 """
@@ -13,16 +13,16 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Any, Callable, List, Protocol, Tuple
 
+from .._logging import log
+from ..errors import ConnectFail
 from .deadline import Deadline
-from .errors import ConnectFail
-from .logger import log
 from .proxy import Proxy, host_port, parse_ip_literal
 from .timeouts import socket_timeout, timed_out
 
 if TYPE_CHECKING:
     import ssl
 
-# lomond.tls (and with it the ssl module) and lomond.tunnel are imported where they
+# lomond.network.tls (and with it the ssl module) and lomond.network.tunnel are imported where they
 # are needed: a plain ws:// connection without a proxy never loads them.
 
 #: What a non-blocking plain socket raises when a read or write would block.
@@ -35,7 +35,7 @@ AddressList = List[Tuple[Any, Any, int, str, Any]]
 class SocketLike(Protocol):
     """What the session needs of a connection.
 
-    A socket, or a :class:`~lomond.tls.NestedTLSSocket` (TLS inside TLS).
+    A socket, or a :class:`~lomond.network.tls.NestedTLSSocket` (TLS inside TLS).
     """
 
     def fileno(self) -> int: ...

@@ -5,8 +5,8 @@ environment as a mapping and the target, and returns a :class:`Proxy` or ``None`
 (``no_proxy`` rules: :func:`bypasses_proxy`).
 
 HTTP CONNECT is a pair of pure functions, one that builds the request and one that
-checks the reply; the SOCKS handshakes are in :mod:`lomond.socks`, and
-:func:`lomond.tunnel.negotiate` drives them all over a connected socket. Every
+checks the reply; the SOCKS handshakes are in :mod:`lomond.network.socks`, and
+:func:`lomond.network.tunnel.negotiate` drives them all over a connected socket. Every
 failure is a :class:`~lomond.errors.ConnectFail` whose message says what went wrong,
 and never contains the proxy's credentials.
 """
@@ -17,8 +17,8 @@ import base64
 from typing import TYPE_CHECKING, Mapping, NamedTuple, Union
 from urllib.parse import unquote, urlsplit
 
-from .errors import ConnectFail
-from .response import Response
+from ..errors import ConnectFail
+from ..response import Response
 
 #: The proxy URL schemes lomond speaks, and their default ports.
 DEFAULT_PORTS = {

@@ -9,9 +9,9 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Callable, overload
 
-from .errors import FrameBuildError, PayloadTooLarge, ProtocolError
+from ..errors import FrameBuildError, PayloadTooLarge, ProtocolError
+from ..status import is_valid_close_code
 from .mask import mask, masked_frame
-from .status import is_valid_close_code
 
 _MAX_PAYLOAD = (1 << 63) - 1
 
@@ -315,7 +315,7 @@ def build_frame(
     rsv: int = 0,
 ) -> bytes | bytearray:
     """Return the bytes of one frame (a ``bytearray`` for a large masked frame when
-    masking runs in pure Python: see :func:`lomond.mask.masked_frame`).
+    masking runs in pure Python: see :func:`lomond.protocol.mask.masked_frame`).
 
     Args:
         opcode: The frame's opcode.

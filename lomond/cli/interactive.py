@@ -14,11 +14,11 @@ import threading
 import time
 from typing import Generator, Iterator, Sequence, TextIO
 
-from . import events
+from .. import events
+from ..errors import WebSocketError
+from ..persist import persist
+from ..websocket import WebSocket
 from .console import EventPrinter, Outcome
-from .errors import WebSocketError
-from .persist import persist
-from .websocket import WebSocket
 
 #: Seconds the client waits for the server to answer its close frame.
 CLOSE_TIMEOUT = 5.0

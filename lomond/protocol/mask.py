@@ -1,7 +1,7 @@
 """Masking of client-to-server payloads (RFC 6455 §5.3).
 
 The XOR has two implementations. :func:`mask_python` is always there. The C one,
-``lomond._speedups.mask``, is built by ``setup.py`` when a compiler is available and
+``lomond.protocol._speedups.mask``, is built by ``setup.py`` when a compiler is available and
 is about seventy times faster on a 1 MiB payload. :func:`mask` is the C one unless
 it is missing or the environment variable ``LOMOND_NO_EXTENSIONS`` was ``1`` when
 this module was first imported; :data:`ACCELERATED` says which.
@@ -198,7 +198,7 @@ def _load_accelerated() -> tuple[MaskFunction, PrefixedMaskFunction] | None:
 
 _accelerated = _load_accelerated()
 
-#: Whether :func:`mask` is the C implementation from ``lomond._speedups``.
+#: Whether :func:`mask` is the C implementation from ``lomond.protocol._speedups``.
 ACCELERATED: bool = _accelerated is not None
 
 #: ``mask(key, data, /) -> bytes``: XOR ``data`` with the repeating 4-byte ``key``.

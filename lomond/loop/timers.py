@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from .deadline import Clock, Deadline
-from .protocol import State
+from ..network.deadline import Clock, Deadline
+from ..protocol.client import State
 
 
 def check_seconds(name: str, value: object, *, zero: bool = True) -> None:

@@ -6,7 +6,7 @@ closes the connection gracefully. The exit status is 0 after a graceful close, 1
 when the connection failed (the reason is printed on stderr, on one line), 2 for a
 usage error and 130 when interrupted.
 
-The client itself is :class:`lomond.interactive.InteractiveClient`; this module
+The client itself is :class:`lomond.cli.interactive.InteractiveClient`; this module
 parses the arguments and sets up the output.
 """
 
@@ -20,10 +20,10 @@ import platform
 import sys
 from typing import Sequence, TextIO
 
-from ._version import __version__
+from .._version import __version__
+from ..websocket import WebSocket
 from .console import EventPrinter
 from .interactive import ClientOptions, InteractiveClient
-from .websocket import WebSocket
 
 #: The exit status after Ctrl+C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130

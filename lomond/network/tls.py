@@ -13,9 +13,9 @@ import ssl
 import threading
 from typing import Any
 
+from .._logging import log
+from ..errors import ConnectFail
 from .deadline import Deadline
-from .errors import ConnectFail
-from .logger import log
 from .timeouts import socket_timeout, timed_out
 from .transport import PLAIN_WOULD_BLOCK
 

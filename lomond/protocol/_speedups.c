@@ -1,5 +1,5 @@
 /*
- * lomond._speedups: the masking XOR of RFC 6455 section 5.3 in C.
+ * lomond.protocol._speedups: the masking XOR of RFC 6455 section 5.3 in C.
  *
  * Optional: setup.py builds it when it can, and lomond.mask falls back to pure
  * Python when it is missing or LOMOND_NO_EXTENSIONS=1. Two functions (mask, and
@@ -209,7 +209,7 @@ static PyModuleDef_Slot speedups_slots[] = {
 
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
-    "lomond._speedups",
+    "lomond.protocol._speedups",
     "C implementation of the masking XOR (RFC 6455 section 5.3); see lomond.mask.",
     0,
     speedups_methods,

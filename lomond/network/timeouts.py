@@ -1,4 +1,4 @@
-"""Socket timeouts from the connect :class:`~lomond.deadline.Deadline`.
+"""Socket timeouts from the connect :class:`~lomond.network.deadline.Deadline`.
 
 Every blocking step of opening a connection (DNS, TCP, a proxy's handshake, TLS)
 sets its socket's timeout to what is left of one deadline, and says so when the
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import socket
 
+from ..errors import ConnectFail
 from .deadline import Deadline
-from .errors import ConnectFail
 
 
 def socket_timeout(deadline: Deadline) -> float | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Tuple
 
-from . import events
+from .. import events
 
 TraceRecord = Tuple[str, Dict[str, Any]]
 

@@ -6,9 +6,9 @@ import base64
 import re
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .constants import WS_KEY, WS_VERSION
-from .errors import HandshakeError
-from .response import Response
+from ..constants import WS_KEY, WS_VERSION
+from ..errors import HandshakeError
+from ..response import Response
 
 #: Extra request headers as given by users: a mapping or a list of pairs, str or bytes.
 HeadersArgument = Union[

@@ -1,9 +1,9 @@
 """A small WebSocket echo server on the loopback interface, for ``lomond --demo``.
 
 It needs nothing but the standard library and lomond's own wire code, used in the
-server's role: :class:`~lomond.frames.FrameReader` reads the client's masked frames,
-:func:`~lomond.frames.build_frame` without a masking key writes unmasked server
-frames, and :func:`~lomond.handshake.accept_key` answers the opening handshake.
+server's role: :class:`~lomond.protocol.frames.FrameReader` reads the client's masked frames,
+:func:`~lomond.protocol.frames.build_frame` without a masking key writes unmasked server
+frames, and :func:`~lomond.protocol.handshake.accept_key` answers the opening handshake.
 
 It echoes every text and binary message, answers pings, and echoes the close frame.
 permessage-deflate is supported minimally: the server accepts a plain offer with
@@ -20,9 +20,9 @@ import socketserver
 import threading
 from typing import Any, List, Tuple
 
-from .compression import EXTENSION_NAME, PerMessageDeflate
-from .errors import HandshakeError, PayloadTooLarge, ProtocolError
-from .frames import (
+from ..errors import HandshakeError, PayloadTooLarge, ProtocolError
+from ..protocol.deflate import EXTENSION_NAME, PerMessageDeflate
+from ..protocol.frames import (
     RESERVED_OPCODES,
     RSV1,
     FrameHeader,
@@ -32,7 +32,7 @@ from .frames import (
     build_frame,
     parse_close_payload,
 )
-from .handshake import accept_key, parse_extensions
+from ..protocol.handshake import accept_key, parse_extensions
 
 #: The largest request head the server reads.
 MAX_REQUEST_SIZE = 16 * 1024
