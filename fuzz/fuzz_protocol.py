@@ -13,7 +13,7 @@ Each input drives one of four targets, chosen by its first byte:
 * ``ClientProtocol`` from its first byte: the bytes are the whole server stream.
 
 :func:`check_input` is the whole target without atheris, so that the regression
-tests (``tests/test_fuzz_properties.py``) replay the seeds and every input that
+tests (``tests/protocol/test_fuzz_properties.py``) replay the seeds and every input that
 once failed. Any exception out of it is a finding: lomond raised something other than
 its documented errors, or broke one of the invariants asserted below.
 

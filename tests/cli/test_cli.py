@@ -33,7 +33,7 @@ from lomond.cli.main import build_parser, configure_logging, main, make_websocke
 
 pytestmark = pytest.mark.timeout(30)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli_env() -> dict[str, str]:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent / "lomond"
+PACKAGE_DIR = Path(__file__).resolve().parents[2] / "lomond"
 PROTOCOL_DIR = PACKAGE_DIR / "protocol"
 
 FORBIDDEN = ["socket", "ssl", "select", "selectors", "threading", "time"]

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from peers import close_frame, read_until_close
 from servers import RawConnection, frame, names, raw_server, run
-from test_protocol import (
+from test_client import (
     KEY,
     REQUEST,
     describe,
@@ -56,7 +56,7 @@ from lomond.protocol.frames import RESERVED_OPCODES, FrameHeader, FrameReader, O
 from lomond.protocol.handshake import accept_key, check_response, parse_extensions
 from lomond.response import Response
 
-FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
+FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
 
 TAIL = b"\x00\x00\xff\xff"
 

@@ -35,7 +35,7 @@ except ImportError:  # not built: no compiler, or installed with LOMOND_NO_EXTEN
 MaskFunction = Callable[..., bytes]
 #: The directory that holds the lomond package under test: the checkout, or where
 #: lomond is installed (the tests of an unpacked sdist test the installed one).
-PACKAGE_PARENT = Path(mask_module.__file__).resolve().parents[1]
+PACKAGE_PARENT = Path(mask_module.__file__).resolve().parents[2]
 
 
 def implementations(python: MaskFunction, name: str) -> list[Any]:

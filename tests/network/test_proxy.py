@@ -2,7 +2,7 @@
 proxy, ``no_proxy``, and the bytes of each handshake (HTTP CONNECT, SOCKS5 with RFC
 1929, SOCKS4/4a).
 
-No sockets here: tests/test_networks.py runs the handshakes against real proxies.
+No sockets here: tests/network/test_networks.py runs the handshakes against real proxies.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from lomond import WebSocket
 pytestmark = pytest.mark.timeout(30)
 
 VERIFY_FAILED = "TLS certificate verify failed"
-TROUBLESHOOTING = Path(__file__).resolve().parent.parent / "docs" / "troubleshooting.rst"
+TROUBLESHOOTING = Path(__file__).resolve().parents[2] / "docs" / "troubleshooting.rst"
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ Everything goes through the public API against real peers on the loopback interf
   accept TCP and never answer, for the connect deadline.
 
 The pure parts of :mod:`lomond.network.proxy` and :mod:`lomond.network.socks` are tested
-byte by byte in tests/test_proxy.py.
+byte by byte in tests/network/test_proxy.py.
 """
 
 from __future__ import annotations
