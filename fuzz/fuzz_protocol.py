@@ -40,7 +40,7 @@ from lomond.errors import (
     HandshakeError,
     WebSocketUnavailable,
 )
-from lomond.protocol.client import ClientProtocol, State
+from lomond.protocol import ClientProtocol, State
 from lomond.protocol.deflate import Deflate, PerMessageDeflate
 from lomond.protocol.frames import Opcode, parse_close_payload
 from lomond.protocol.handshake import accept_key, build_request, check_response, parse_extensions

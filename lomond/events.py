@@ -2,8 +2,10 @@
 
 Every event has a ``name`` (a class attribute, for ``if event.name == "text":``
 dispatch) and ``received_time``, the wall-clock time (:func:`time.time`) it was
-created. New event types may be added in future versions; code should ignore the
-names it does not know.
+created. Every constructor takes ``received_time`` as its last, optional argument:
+lomond passes the time the bytes were read, so that the events of one read share
+it. New event types may be added in future versions; code should ignore the names
+it does not know.
 """
 
 from __future__ import annotations
@@ -37,14 +39,15 @@ class Event:
     Attributes:
         name (str): The event's name, a class attribute of each subclass (``"text"``,
             ``"ready"``, ...): compare it to dispatch on the kind of event.
-        received_time (float): When the event was created, as :func:`time.time`.
+        received_time (float): When the event was created, as :func:`time.time`
+            (or as given to the constructor).
     """
 
     __slots__ = ("received_time",)
     name: ClassVar[str]
 
-    def __init__(self) -> None:
-        self.received_time: float = _now()
+    def __init__(self, received_time: float | None = None) -> None:
+        self.received_time: float = _now() if received_time is None else received_time
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -67,9 +70,9 @@ class Connecting(Event):
     __slots__ = ("url",)
     name = "connecting"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, received_time: float | None = None) -> None:
         self.url = url
-        super().__init__()
+        super().__init__(received_time)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(url='{self.url}')"
@@ -86,9 +89,9 @@ class ConnectFail(Event):
     __slots__ = ("reason",)
     name = "connect_fail"
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, received_time: float | None = None) -> None:
         self.reason = reason
-        super().__init__()
+        super().__init__(received_time)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(reason='{self.reason}')"
@@ -105,10 +108,12 @@ class Connected(Event):
     __slots__ = ("url", "proxy")
     name = "connected"
 
-    def __init__(self, url: str, proxy: str | None = None) -> None:
+    def __init__(
+        self, url: str, proxy: str | None = None, received_time: float | None = None
+    ) -> None:
         self.url = url
         self.proxy = proxy
-        super().__init__()
+        super().__init__(received_time)
 
     def __repr__(self) -> str:
         if self.proxy is None:
@@ -130,10 +135,10 @@ class Rejected(Event):
     __slots__ = ("response", "reason")
     name = "rejected"
 
-    def __init__(self, response: Response, reason: str) -> None:
+    def __init__(self, response: Response, reason: str, received_time: float | None = None) -> None:
         self.response = response
         self.reason = reason
-        super().__init__()
+        super().__init__(received_time)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(response={self.response!r}, reason='{self.reason}')"
@@ -152,11 +157,17 @@ class Ready(Event):
     __slots__ = ("response", "protocol", "extensions")
     name = "ready"
 
-    def __init__(self, response: Response, protocol: str | None, extensions: set[str]) -> None:
+    def __init__(
+        self,
+        response: Response,
+        protocol: str | None,
+        extensions: set[str],
+        received_time: float | None = None,
+    ) -> None:
         self.response = response
         self.protocol = protocol
         self.extensions = extensions
-        super().__init__()
+        super().__init__(received_time)
 
     def __repr__(self) -> str:
         return (
@@ -177,10 +188,10 @@ class ProtocolError(Event):
     __slots__ = ("error", "critical")
     name = "protocol_error"
 
-    def __init__(self, error: str, critical: bool) -> None:
+    def __init__(self, error: str, critical: bool, received_time: float | None = None) -> None:
         self.error = error
         self.critical = critical
-        super().__init__()
+        super().__init__(received_time)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(error='{self.error}', critical={self.critical!r})"
@@ -206,10 +217,12 @@ class Disconnected(Event):
     __slots__ = ("reason", "graceful")
     name = "disconnected"
 
-    def __init__(self, reason: str = "closed", graceful: bool = False) -> None:
+    def __init__(
+        self, reason: str = "closed", graceful: bool = False, received_time: float | None = None
+    ) -> None:
         self.reason = reason
         self.graceful = graceful
-        super().__init__()
+        super().__init__(received_time)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(reason='{self.reason}', graceful={self.graceful!r})"
@@ -220,10 +233,10 @@ class _CloseEvent(Event):
 
     __slots__ = ("code", "reason")
 
-    def __init__(self, code: int | None, reason: str) -> None:
+    def __init__(self, code: int | None, reason: str, received_time: float | None = None) -> None:
         self.code = code
         self.reason = reason
-        super().__init__()
+        super().__init__(received_time)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
@@ -267,9 +280,9 @@ class UnknownMessage(Event):
     __slots__ = ("message",)
     name = "unknown"
 
-    def __init__(self, message: Any) -> None:
+    def __init__(self, message: Any, received_time: float | None = None) -> None:
         self.message = message
-        super().__init__()
+        super().__init__(received_time)
 
 
 class _ControlEvent(Event):
@@ -277,9 +290,9 @@ class _ControlEvent(Event):
 
     __slots__ = ("data",)
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, received_time: float | None = None) -> None:
         self.data = data
-        super().__init__()
+        super().__init__(received_time)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(data={self.data!r})"
@@ -317,12 +330,12 @@ class Text(Event):
     __slots__ = ("text", "_json")
     name = "text"
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, received_time: float | None = None) -> None:
         self.text = text
         self._json: Any = _UNPARSED
         # As Event.__init__ does; inline, as messages are the events made by the
         # hundred thousand.
-        self.received_time = _now()
+        self.received_time = _now() if received_time is None else received_time
 
     @property
     def json(self) -> Any:
@@ -347,9 +360,9 @@ class Binary(Event):
     __slots__ = ("data",)
     name = "binary"
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, received_time: float | None = None) -> None:
         self.data = data
-        self.received_time = _now()  # as in Text.__init__
+        self.received_time = _now() if received_time is None else received_time  # as in Text
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(data={_summarize_bytes(self.data)})"
@@ -366,9 +379,9 @@ class BackOff(Event):
     __slots__ = ("delay",)
     name = "back_off"
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, received_time: float | None = None) -> None:
         self.delay = delay
-        super().__init__()
+        super().__init__(received_time)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(delay={self.delay:0.1f})"

@@ -14,7 +14,7 @@ from .errors import WebSocketUnavailable
 from .loop.session import WebsocketSession
 from .loop.timers import check_connect_arguments, check_seconds
 from .network.proxy import Proxy, check_proxies, select_proxy
-from .protocol.client import ClientProtocol, State
+from .protocol import ClientProtocol, State
 from .protocol.frames import Opcode, truncate_utf8
 from .protocol.handshake import (
     HeadersArgument,
@@ -24,6 +24,7 @@ from .protocol.handshake import (
     validate_header,
 )
 from .protocol.mask import byte_view
+from .protocol.states import CLOSED_STATES, CLOSING_STATES
 from .protocol.url import parse_url
 from .status import Status, is_valid_close_code
 
@@ -241,12 +242,12 @@ class WebSocket:
     @property
     def is_closing(self) -> bool:
         """Whether the closing handshake has started but the connection is not over."""
-        return self._state in (State.CLOSING, State.REMOTE_CLOSING)
+        return self._state in CLOSING_STATES
 
     @property
     def is_closed(self) -> bool:
         """Whether the connection is over (or both close frames were exchanged)."""
-        return self._state in (State.CLOSED, State.DISCONNECTED)
+        return self._state in CLOSED_STATES
 
     @property
     def supports_compression(self) -> bool:

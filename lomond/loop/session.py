@@ -48,7 +48,8 @@ from ..network.transport import (
     tls_pending,
     would_block_errors,
 )
-from ..protocol.client import ClientProtocol, State
+from ..protocol import ClientProtocol, State
+from ..protocol.states import CLOSE_QUEUED
 from .timers import Timers
 from .trace import event_record
 
@@ -252,7 +253,7 @@ class WebsocketSession:
         Never raises: a socket error is noted (see :meth:`_write_failed_locked`).
         """
         protocol = self.protocol
-        if self._close_sent_at is None and protocol.state in (State.CLOSING, State.CLOSED):
+        if self._close_sent_at is None and protocol.state in CLOSE_QUEUED:
             self._close_sent_at = self._clock()
         sock = self._sock
         if sock is None:
@@ -316,7 +317,7 @@ class WebsocketSession:
         protocol = self.protocol
         # Nothing follows a close frame, so if anything waits, the close frame does.
         waiting = self._unsent or protocol.output_size
-        return bool(waiting) and protocol.state in (State.CLOSING, State.CLOSED)
+        return bool(waiting) and protocol.state in CLOSE_QUEUED
 
     def _wait_for_room(self, end: int) -> None:
         """Block a non-loop thread until the output is under the high-water mark.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..network.deadline import Clock, Deadline
-from ..protocol.client import State
+from ..protocol import State
 
 
 def check_seconds(name: str, value: object, *, zero: bool = True) -> None:

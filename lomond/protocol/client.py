@@ -3,27 +3,18 @@
 Bytes from the server go in through :meth:`ClientProtocol.receive_data`; events come
 out of :meth:`ClientProtocol.events_received`. Calls such as
 :meth:`ClientProtocol.send_message` go in; bytes for the server come out of
-:meth:`ClientProtocol.data_to_send`. The session (:mod:`lomond.loop.session`) moves the
-bytes between this object and a socket, and decides when time has run out.
-
-States::
-
-    CONNECTING ──101──▶ OPEN ──close()──────▶ CLOSING ──server close──▶ CLOSED
-        │                │                       ▲                         │
-        │                ├──server close──▶ REMOTE_CLOSING ──echo──────────┤
-        │                └──protocol error──────┘                          │
-        └──────── rejection, EOF or abort (from any state) ──▶ DISCONNECTED ◀┘
+:meth:`ClientProtocol.data_to_send`. The session (:mod:`lomond.loop.session`) moves
+the bytes between this object and a socket, and decides when time has run out. The
+states and the one table of transitions are in :mod:`lomond.protocol.states`.
 """
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Callable
 
 from .. import events
 from ..errors import (
     HandshakeError,
-    PayloadTooLarge,
     ProtocolError,
     WebSocketClosed,
     WebSocketClosing,
@@ -33,69 +24,28 @@ from ..response import Response
 from ..status import Status
 from .deflate import EXTENSION_NAME, Deflate, PerMessageDeflate
 from .frames import (
+    OPCODE_BITS,
     RESERVED_OPCODES,
     RSV1,
+    RSV1_BIT,
     FrameHeader,
     FrameReader,
     Opcode,
     build_close_payload,
     build_frame,
+    is_control,
     parse_close_payload,
 )
-from .handshake import Extension, check_response
+from .handshake import RejectedHead, ResponseReader, accept_extensions, check_response
 from .mask import BufferedRandom, KeySource
-from .messages import MessageAssembler, invalid_utf8
+from .messages import MessageAssembler, whole_message, wire_limit
+from .output import Outgoing
+from .states import READING, SENDING, State, check_transition
 
-#: The largest HTTP response head lomond reads; a larger one is ``Rejected``.
-MAX_HEADER_SIZE = 64 * 1024
-#: The most header lines lomond accepts in a response head.
-MAX_HEADER_LINES = 256
+__all__ = ["ClientProtocol", "State"]
 
-_NO_LIMIT = (1 << 63) - 1
-
-#: :meth:`ClientProtocol.data_to_send` joins waiting frames up to this many bytes.
-JOIN_LIMIT = 256 * 1024
-
-
-class State(Enum):
-    """Where a connection is in its life."""
-
-    #: The upgrade request was sent; waiting for the response.
-    CONNECTING = "connecting"
-    #: Messages may flow both ways.
-    OPEN = "open"
-    #: The server sent a close frame; we may still send until we echo it.
-    REMOTE_CLOSING = "remote_closing"
-    #: We sent a close frame; waiting for the server's.
-    CLOSING = "closing"
-    #: Both close frames were exchanged (or a failure gave up on them); waiting for
-    #: the server to close the TCP connection.
-    CLOSED = "closed"
-    #: The connection is over: ``Disconnected`` (the last event) was produced.
-    DISCONNECTED = "disconnected"
-
-
-_TRANSITIONS = {
-    State.CONNECTING: {State.OPEN, State.DISCONNECTED},
-    State.OPEN: {State.CLOSING, State.REMOTE_CLOSING, State.DISCONNECTED},
-    State.REMOTE_CLOSING: {State.CLOSED, State.DISCONNECTED},
-    State.CLOSING: {State.CLOSED, State.DISCONNECTED},
-    State.CLOSED: {State.DISCONNECTED},
-    State.DISCONNECTED: set(),
-}
-
-
-class InvalidTransition(RuntimeError):
-    """A bug in lomond: the state machine was asked for a transition it does not have."""
-
-
-def compressed_limit(limit: int) -> int:
-    """The largest compressed frame for a message limit of ``limit`` bytes.
-
-    The limit counts inflated bytes (checked while inflating); deflate can grow
-    incompressible data slightly, so the wire allows a margin.
-    """
-    return limit + (limit >> 3) + 1024
+#: A wall clock for the events' ``received_time`` (the shell passes :func:`time.time`).
+WallClock = Callable[[], float]
 
 
 class ClientProtocol:
@@ -112,6 +62,8 @@ class ClientProtocol:
         auto_pong: Answer pings with pongs.
         random_bytes: Source of masking keys; by default :func:`os.urandom`, read in
             batches (:class:`lomond.protocol.mask.BufferedRandom`).
+        clock: Gives the events' ``received_time``, read once per input; by default
+            each event reads the clock of :mod:`lomond.events` itself.
     """
 
     def __init__(
@@ -124,6 +76,7 @@ class ClientProtocol:
         max_message_size: int | None = None,
         auto_pong: bool = True,
         random_bytes: KeySource | None = None,
+        clock: WallClock | None = None,
     ) -> None:
         self.key = key
         self.protocols = list(protocols)
@@ -131,11 +84,12 @@ class ClientProtocol:
         self.max_message_size = max_message_size
         self.auto_pong = auto_pong
         self._random_bytes = BufferedRandom() if random_bytes is None else random_bytes
+        self._clock = clock
 
         self.state = State.CONNECTING
         #: The negotiated permessage-deflate codec, once the server accepted it.
         self.compression: PerMessageDeflate | None = None
-        #: Why the connection is being failed, once it is (``ProtocolError.error``).
+        #: Why the connection failed, from ``FAILING`` on (``ProtocolError.error``).
         self.failure: str | None = None
         #: The code of the server's close frame, once received.
         self.close_code: int | None = None
@@ -144,19 +98,12 @@ class ClientProtocol:
         self._deferred_error: ProtocolError | None = None
         # Why bytes from data_to_send() never reached the server (see send_failed).
         self._send_failure: str | None = None
-        # Whether the last frame waiting in _outgoing is an automatic pong.
-        self._pong_waiting = False
-        #: Set by the shell while the socket does not take the bytes it was given
-        #: (the server is not reading): automatic pongs then replace each other.
-        self.output_blocked = False
 
         self._events: list[events.Event] = []
-        self._outgoing: list[bytes | bytearray] = [request]
-        self._outgoing_size = len(request)
-        self._handshake_buffer = bytearray()
-        self._receive: Callable[[bytes], None] = self._receive_handshake
+        self._outgoing = Outgoing()
+        self._outgoing.append(request)
+        self._response = ResponseReader()
         self._reader = FrameReader(self._check_header)
-
         self._message = MessageAssembler(max_message_size)
 
     def __repr__(self) -> str:
@@ -165,8 +112,7 @@ class ClientProtocol:
     # -- state ----------------------------------------------------------------
 
     def _transition(self, new_state: State) -> None:
-        if new_state not in _TRANSITIONS[self.state]:
-            raise InvalidTransition(f"cannot go from {self.state.name} to {new_state.name}")
+        check_transition(self.state, new_state)
         self.state = new_state
 
     @property
@@ -177,15 +123,15 @@ class ClientProtocol:
     @property
     def can_send(self) -> bool:
         """Whether data messages may be sent now."""
-        return self.state in (State.OPEN, State.REMOTE_CLOSING)
+        return self.state in SENDING
 
     def _check_can_send(self) -> None:
         state = self.state
-        if state is State.OPEN or state is State.REMOTE_CLOSING:
+        if state in SENDING:
             return
         if state is State.CONNECTING:
             raise WebSocketUnavailable("not connected: the WebSocket is not ready yet")
-        if state is State.CLOSING:
+        if state is State.CLOSING or state is State.FAILING:
             raise WebSocketClosing("data not sent: the WebSocket is closing")
         raise WebSocketClosed("data not sent: the WebSocket is closed")
 
@@ -193,37 +139,26 @@ class ClientProtocol:
 
     @property
     def output_size(self) -> int:
-        """How many bytes :meth:`data_to_send` would return now."""
-        return self._outgoing_size
+        """How many bytes wait to be taken with :meth:`data_to_send`."""
+        return self._outgoing.size
+
+    @property
+    def output_blocked(self) -> bool:
+        """Set by the shell while the socket does not take the bytes it was given (the
+        server is not reading): automatic pongs then replace each other."""
+        return self._outgoing.blocked
+
+    @output_blocked.setter
+    def output_blocked(self, blocked: bool) -> None:
+        self._outgoing.blocked = blocked
 
     def data_to_send(self) -> bytes | bytearray:
         """Return (and forget) bytes waiting to be sent to the server; call until empty.
 
-        Frames that wait together come joined, for one write, as long as they total
-        at most :data:`JOIN_LIMIT` bytes. Past that, the leading frames within the
-        limit come first, and a larger frame comes on its own, not copied; the rest
-        waits for the next call. So a large message costs no second copy of itself.
+        Frames that wait together come joined, for one write, up to 256 KiB; a larger
+        frame comes on its own, not copied (see :mod:`lomond.protocol.output`).
         """
-        outgoing = self._outgoing
-        if not outgoing:
-            return b""
-        if len(outgoing) == 1 or self._outgoing_size <= JOIN_LIMIT:
-            self._outgoing = []
-            self._outgoing_size = 0
-            self._pong_waiting = False
-            return outgoing[0] if len(outgoing) == 1 else b"".join(outgoing)
-        count = 0
-        size = 0
-        for frame in outgoing:
-            if count and size + len(frame) > JOIN_LIMIT:
-                break
-            size += len(frame)
-            count += 1
-        taken = outgoing[:count]
-        del outgoing[:count]
-        self._outgoing_size -= size
-        self._pong_waiting = self._pong_waiting and bool(outgoing)
-        return taken[0] if count == 1 else b"".join(taken)
+        return self._outgoing.take()
 
     def send_failed(self, reason: str) -> None:
         """Tell the protocol that bytes it produced could not be written.
@@ -250,10 +185,8 @@ class ClientProtocol:
         if not received and self._deferred_error is not None:
             error, self._deferred_error = self._deferred_error, None
             self._fail(error)
-            # Read on through what is buffered, for the server's close frame; unless
-            # the failure ended the connection (it came after our close frame), which
-            # swapped the reader for one that discards.
-            self._receive(b"")
+            # Read on through what is buffered, for the server's close frame.
+            self.receive_data(b"")
             received = self._events
             self._events = []
         return received
@@ -261,23 +194,7 @@ class ClientProtocol:
     def _send_frame(
         self, opcode: int, payload: bytes | bytearray | memoryview, rsv: int = 0
     ) -> None:
-        frame = build_frame(opcode, payload, self._random_bytes(4), rsv=rsv)
-        self._outgoing.append(frame)
-        self._outgoing_size += len(frame)
-        self._pong_waiting = False
-
-    def _send_automatic_pong(self, payload: bytes) -> None:
-        """Answer a ping; while output is blocked, replace a pong that still waits.
-
-        Every ping gets its pong while the server reads. While it does not
-        (:attr:`output_blocked`), RFC 6455 §5.5.3 allows answering only the most
-        recent ping: a server that floods pings without reading then has one pong
-        waiting, not one per ping.
-        """
-        if self._pong_waiting and self.output_blocked:
-            self._outgoing_size -= len(self._outgoing.pop())
-        self._send_frame(Opcode.PONG, payload)
-        self._pong_waiting = True
+        self._outgoing.append(build_frame(opcode, payload, self._random_bytes(4), rsv=rsv))
 
     def send_message(
         self, opcode: Opcode, payload: bytes | bytearray | memoryview, compress: bool = True
@@ -318,15 +235,12 @@ class ClientProtocol:
             (closing or closed already; before the upgrade completes the connection
             is abandoned instead).
         """
-        if self.state is State.OPEN:
+        state = self.state
+        if state is State.OPEN or state is State.REMOTE_CLOSING:
             self._send_frame(Opcode.CLOSE, build_close_payload(code, reason))
-            self._transition(State.CLOSING)
+            self._transition(State.CLOSING if state is State.OPEN else State.CLOSED)
             return True
-        if self.state is State.REMOTE_CLOSING:
-            self._send_frame(Opcode.CLOSE, build_close_payload(code, reason))
-            self._transition(State.CLOSED)
-            return True
-        if self.state is State.CONNECTING:
+        if state is State.CONNECTING:
             # There is no WebSocket to close yet: give up on the connection instead.
             self.abort("closed before the WebSocket was ready")
         return False
@@ -336,6 +250,8 @@ class ClientProtocol:
         if self.state is not State.REMOTE_CLOSING:
             return False
         return self.close(self.close_code, self.close_reason)
+
+    # -- ending ---------------------------------------------------------------
 
     def abort(self, reason: str) -> None:
         """End the connection now (timeouts, socket errors): produce ``Disconnected``.
@@ -352,38 +268,47 @@ class ClientProtocol:
     @property
     def _ends_gracefully(self) -> bool:
         """Whether both close frames went over the wire, and nothing failed."""
-        return self.state is State.CLOSED and self.failure is None and self._send_failure is None
+        return self.state is State.CLOSED and self._send_failure is None
 
     def _disconnect(self, reason: str, graceful: bool) -> None:
         self._transition(State.DISCONNECTED)
-        self._receive = self._discard
         self._deferred_error = None  # nothing can be answered any more
-        self._events.append(events.Disconnected(reason, graceful))
+        self._events.append(events.Disconnected(reason, graceful, self._now()))
 
     def _fail(self, error: ProtocolError) -> None:
         """Fail the connection (RFC 6455 §7.1.7): report, send a close frame, stop reading."""
-        message = str(error)
-        if self.failure is not None:
+        state = self.state
+        if state is State.FAILING:
             # Already failing and waiting for the server's close frame: give up on it.
+            assert self.failure is not None
             self._disconnect(self.failure, False)
             return
-        self.failure = message
+        message = self.failure = str(error)
         self._message.reset()
         self._reader.skip_pending()
-        if self.state is State.OPEN or self.state is State.REMOTE_CLOSING:
-            self._events.append(events.ProtocolError(message, False))
+        if state is State.OPEN:
+            self._events.append(events.ProtocolError(message, False, self._now()))
             self._send_frame(Opcode.CLOSE, build_close_payload(error.code, message))
-            self._transition(State.CLOSING if self.state is State.OPEN else State.CLOSED)
+            self._transition(State.FAILING)
         else:
             # Our close frame is already out: no second one may follow.
-            self._events.append(events.ProtocolError(message, True))
+            self._events.append(events.ProtocolError(message, True, self._now()))
             self._disconnect(message, False)
+
+    def _now(self) -> float | None:
+        return None if self._clock is None else self._clock()
 
     # -- input ----------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
         """Process bytes received from the server."""
-        self._receive(data)
+        state = self.state
+        if state in READING:
+            self._receive_frames(data)
+        elif state is State.CONNECTING:
+            self._receive_handshake(data)
+        # Otherwise the server's close frame came: RFC 6455 §5.5.1 says nothing more
+        # may follow, and nothing more is read.
 
     def receive_eof(self) -> None:
         """Process the end of the server's byte stream."""
@@ -395,71 +320,54 @@ class ClientProtocol:
             return
         if self._ends_gracefully:
             self._disconnect("closed", True)
-        elif self.failure is not None:
+        elif state is State.FAILING or state is State.FAILED:
+            assert self.failure is not None
             self._disconnect(self.failure, False)
         elif self._send_failure is not None:
             # Writing failed before the stream ended: that is why the connection ended.
             self._disconnect(self._send_failure, False)
-        elif state is State.CONNECTING:
-            self._disconnect("connection closed before the upgrade response", False)
-        elif state is State.REMOTE_CLOSING:
+        else:
+            self._disconnect(self._eof_reason(state), False)
+
+    def _eof_reason(self, state: State) -> str:
+        """Where the stream ended, for ``Disconnected.reason``."""
+        if state is State.CONNECTING:
+            return "connection closed before the upgrade response"
+        if state is State.REMOTE_CLOSING:
             # Checked before mid_frame: bytes behind the server's close frame are
             # ignored, however they arrived.
-            self._disconnect("connection closed before the close frame was echoed", False)
-        elif self._reader.mid_frame:
-            self._disconnect("connection lost in the middle of a frame", False)
-        elif state is State.CLOSING:
-            self._disconnect("connection closed before the server's close frame", False)
-        elif self._message.opcode is not None:
-            self._disconnect("connection lost in the middle of a fragmented message", False)
-        else:
-            self._disconnect("connection lost", False)
-
-    def _discard(self, data: bytes) -> None:
-        """After the server's close frame, RFC 6455 §5.5.1 says nothing more may follow."""
+            return "connection closed before the close frame was echoed"
+        if self._reader.mid_frame:
+            return "connection lost in the middle of a frame"
+        if state is State.CLOSING:
+            return "connection closed before the server's close frame"
+        if self._message.opcode is not None:
+            return "connection lost in the middle of a fragmented message"
+        return "connection lost"
 
     def _receive_handshake(self, data: bytes) -> None:
-        buffer = self._handshake_buffer
-        # Look for the blank line from a little before the new data: it may straddle.
-        search_from = max(0, len(buffer) - 3)
-        buffer += data
-        end = buffer.find(b"\r\n\r\n", search_from)
-        head_size = len(buffer) if end == -1 else end + 4
-        if head_size > MAX_HEADER_SIZE:
-            self._reject(Response(buffer[:MAX_HEADER_SIZE]), "response header exceeds 64 KiB")
+        try:
+            head = self._response.feed(data)
+        except RejectedHead as error:
+            self._reject(error.response, str(error))
             return
-        if end == -1:
+        if head is None:
             return
-        end += 4
-        response = Response(buffer[:end])
-        rest = bytes(buffer[end:])
-        del buffer[:]
-        if response.raw.count(b"\r\n") > MAX_HEADER_LINES + 2:
-            self._reject(response, f"response has more than {MAX_HEADER_LINES} header lines")
-            return
+        response, rest = head
         try:
             protocol, extensions = check_response(response, self.key, self.protocols)
-            self._accept_extensions(extensions)
+            self.compression = accept_extensions(extensions, self.deflate)
         except HandshakeError as error:
             self._reject(response, str(error))
             return
         self._transition(State.OPEN)
-        self._receive = self._receive_frames
         names = {EXTENSION_NAME} if self.compression is not None else set()
-        self._events.append(events.Ready(response, protocol, names))
+        self._events.append(events.Ready(response, protocol, names, self._now()))
         if rest:
             self._receive_frames(rest)
 
-    def _accept_extensions(self, extensions: list[Extension]) -> None:
-        for name, parameters in extensions:
-            if name.lower() != EXTENSION_NAME or self.deflate is None:
-                raise HandshakeError(f"server accepted extension {name!r}, which was not offered")
-            if self.compression is not None:
-                raise HandshakeError(f"server accepted {EXTENSION_NAME} more than once")
-            self.compression = self.deflate.accept(parameters)
-
     def _reject(self, response: Response, reason: str) -> None:
-        self._events.append(events.Rejected(response, reason))
+        self._events.append(events.Rejected(response, reason, self._now()))
         self._disconnect("closed", True)
 
     def _check_header(self, header: FrameHeader) -> bool:
@@ -469,7 +377,7 @@ class ClientProtocol:
         but the close frame is skipped unread.
         """
         opcode = header.opcode
-        if self.failure is not None and opcode != Opcode.CLOSE:
+        if self.state is State.FAILING and opcode != Opcode.CLOSE:
             return False
         if header.masked:
             raise ProtocolError("server frames must not be masked (RFC 6455 §5.1)")
@@ -482,29 +390,13 @@ class ClientProtocol:
                 allowed = RSV1
             if header.rsv & ~allowed:
                 raise ProtocolError(f"reserved bits set ({header.rsv:#05b})")
-        if opcode >= 0x8:
+        if is_control(opcode):
             if not header.fin:
                 raise ProtocolError("fragmented control frame")
             if header.length > 125:
                 raise ProtocolError("control frame payload over 125 bytes")
-            return True
-        if opcode == Opcode.CONTINUATION:
-            if self._message.opcode is None:
-                raise ProtocolError("continuation frame with no message to continue")
-            self._message.check_continuation()
-        elif self._message.opcode is not None:
-            raise ProtocolError("new data frame inside a fragmented message")
-        limit = self.max_message_size
-        if limit is not None:
-            if header.rsv & RSV1 or self._message.compressed:
-                limit = compressed_limit(limit)
-                size = header.length
-            else:
-                size = self._message.size + header.length
-            if size > limit:
-                raise PayloadTooLarge(
-                    f"message exceeds max_message_size ({self.max_message_size} bytes)"
-                )
+        else:
+            self._message.check_frame(header)
         return True
 
     def _receive_frames(self, data: bytes) -> None:
@@ -518,93 +410,76 @@ class ClientProtocol:
                 reader.release()
                 return
             except ProtocolError as error:
-                if self._events and self.failure is None:
+                if self._events and self.state is not State.FAILING:
                     self._deferred_error = error
                     return
                 self._fail(error)
-            state = self.state
-            if state is not State.OPEN and state is not State.CLOSING:
+            if self.state not in READING:
                 return
             # Failing: keep reading the same input for the server's close frame.
 
     def _read_frames(self, reader: FrameReader) -> None:
+        now = self._now()
         while True:
-            if self._message.opcode is None and self.failure is None:
-                self._read_simple_frames(reader)
+            if self._message.opcode is None and self.state is not State.FAILING:
+                self._read_whole_messages(reader, now)
             frame = reader.next_frame()
             if frame is None:
                 break
             header, payload = frame
             opcode = header.opcode
-            if opcode < 0x8:
-                self._on_data_frame(header, payload)
-            else:
-                self._on_control_frame(opcode, payload)
-            state = self.state
-            if state is not State.OPEN and state is not State.CLOSING:
-                # After the server's close frame nothing else is read.
-                return
+            if is_control(opcode):
+                self._on_control_frame(opcode, payload, now)
+            elif self.state is not State.FAILING:
+                event = self._message.add_frame(header, payload, self.compression, now)
+                if event is not None:
+                    self._events.append(event)
+            if self.state not in READING:
+                return  # After the server's close frame nothing else is read.
         pending = reader.pending_header()
-        if pending is not None and self.failure is None:
+        if pending is not None and self.state is not State.FAILING:
             with reader.pending_payload() as available:
                 self._message.probe(pending, available)
 
-    def _read_simple_frames(self, reader: FrameReader) -> None:
-        """The fast path: whole messages in single frames, in one batch."""
+    def _read_whole_messages(self, reader: FrameReader, now: float | None) -> None:
+        """The fast path of the receive benchmarks (``recv_text``, ``recv_deflate``):
+        a run of whole single-frame messages, taken in one batch."""
         limit = self.max_message_size
         compression = self.compression
-        max_length = _NO_LIMIT if limit is None else limit
-        max_compressed = None
-        if compression is not None:
-            max_compressed = _NO_LIMIT if limit is None else compressed_limit(limit)
-        frames = reader.simple_frames(max_length, max_compressed)
-        if not frames:
-            return
+        compressed_limit = None if compression is None else wire_limit(limit, True)
+        frames = reader.simple_frames(wire_limit(limit, False), compressed_limit)
         append = self._events.append
-        Text, Binary = events.Text, events.Binary
         for first, payload in frames:
-            if first & 0x40:  # RSV1 in the header's first byte
-                assert compression is not None  # simple_frames takes none otherwise
-                payload = compression.inflate_message(payload, limit)
-            if first & 0x0F == 0x1:
-                try:
-                    append(Text(payload.decode("utf-8")))
-                except UnicodeDecodeError:
-                    # The frames after this one in the batch are dropped with it: the
-                    # connection is failing, so they would be skipped anyway.
-                    raise invalid_utf8() from None
-            else:
-                append(Binary(payload))
+            # A frame after an invalid one in the batch is dropped with it: the
+            # connection is failing, so it would be skipped anyway.
+            append(
+                whole_message(
+                    first & OPCODE_BITS, first & RSV1_BIT, payload, compression, limit, now
+                )
+            )
 
-    def _on_data_frame(self, header: FrameHeader, payload: bytes) -> None:
-        if self.failure is not None:
-            return
-        event = self._message.add_frame(header, payload, self.compression)
-        if event is not None:
-            self._events.append(event)
-
-    def _on_control_frame(self, opcode: int, payload: bytes) -> None:
+    def _on_control_frame(self, opcode: int, payload: bytes, now: float | None) -> None:
         if opcode == Opcode.CLOSE:
-            self._on_close_frame(payload)
-        elif self.failure is not None:
-            return
+            self._on_close_frame(payload, now)
         elif opcode == Opcode.PING:
             if self.auto_pong and self.state is not State.CLOSING:
-                self._send_automatic_pong(payload)
-            self._events.append(events.Ping(payload))
+                self._outgoing.append_automatic_pong(
+                    build_frame(Opcode.PONG, payload, self._random_bytes(4))
+                )
+            self._events.append(events.Ping(payload, now))
         else:
-            self._events.append(events.Pong(payload))
+            self._events.append(events.Pong(payload, now))
 
-    def _on_close_frame(self, payload: bytes) -> None:
+    def _on_close_frame(self, payload: bytes, now: float | None) -> None:
         code, reason = parse_close_payload(payload)
         self.close_code = code
         self.close_reason = reason
-        self._receive = self._discard
         state = self.state
         if state is State.OPEN:
             self._transition(State.REMOTE_CLOSING)
-            self._events.append(events.Closing(code, reason))
+            self._events.append(events.Closing(code, reason, now))
         elif state is State.CLOSING:
             self._transition(State.CLOSED)
-            if self.failure is None:
-                self._events.append(events.Closed(code, reason))
+            self._events.append(events.Closed(code, reason, now))
+        else:
+            self._transition(State.FAILED)

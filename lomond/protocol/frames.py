@@ -10,15 +10,28 @@ from enum import IntEnum
 from typing import Callable, overload
 
 from ..errors import FrameBuildError, PayloadTooLarge, ProtocolError
-from ..status import is_valid_close_code
+from ..status import Status, is_valid_close_code
 from .mask import mask, masked_frame
 
-_MAX_PAYLOAD = (1 << 63) - 1
+#: The largest payload length a frame can declare (RFC 6455 §5.2: 63 bits).
+MAX_PAYLOAD = (1 << 63) - 1
 
-#: RSV1, the bit permessage-deflate uses to mark a compressed message (RFC 7692 §6).
+#: RSV1, the bit permessage-deflate uses to mark a compressed message (RFC 7692 §6),
+#: as it stands in :attr:`FrameHeader.rsv`; RSV2 and RSV3 likewise.
 RSV1 = 0x4
 RSV2 = 0x2
 RSV3 = 0x1
+
+# The first byte of a frame header: FIN, the RSV bits, the opcode (RFC 6455 §5.2).
+FIN_BIT = 0x80
+RSV1_BIT = RSV1 << 4
+OPCODE_BITS = 0x0F
+# The second byte: the MASK bit, and the 7-bit payload length.
+MASK_BIT = 0x80
+LENGTH_BITS = 0x7F
+
+#: The message for text that is not UTF-8 (close code 1007).
+INVALID_TEXT = "invalid UTF-8 in text message"
 
 
 class Opcode(IntEnum):
@@ -34,11 +47,58 @@ class Opcode(IntEnum):
     @property
     def is_control(self) -> bool:
         """Whether this is a control opcode (close, ping, pong)."""
-        return self >= 0x8
+        return is_control(self)
+
+
+def is_control(opcode: int) -> bool:
+    """Whether ``opcode`` is a control opcode (RFC 6455 §5.5: its high bit is set)."""
+    return opcode & 0x8 != 0
 
 
 #: Opcodes that RFC 6455 §5.2 reserves for future use: receiving one is an error.
 RESERVED_OPCODES = frozenset(range(0x3, 0x8)) | frozenset(range(0xB, 0x10))
+
+
+def invalid_utf8(message: str = INVALID_TEXT) -> ProtocolError:
+    """The error for text that is not UTF-8: close code 1007 (RFC 6455 §8.1)."""
+    return ProtocolError(message, Status.BAD_DATA)
+
+
+def decode_utf8(data: bytes | bytearray, message: str = INVALID_TEXT) -> str:
+    """Decode UTF-8 text from the server.
+
+    Raises:
+        ProtocolError: ``data`` is not UTF-8 (close code 1007), with ``message``.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise invalid_utf8(message) from None
+
+
+def length_field(buffer: bytearray, position: int, available: int) -> tuple[int, int] | None:
+    """Decode the payload length of the frame header at ``position`` (RFC 6455 §5.2).
+
+    Args:
+        buffer: The bytes of the stream.
+        position: Where the frame header starts.
+        available: How many bytes of the stream there are from ``position`` (2 or more).
+
+    Returns:
+        ``(payload length, where the masking key or payload starts)``, or ``None``
+        until the extended length has arrived.
+    """
+    length = buffer[position + 1] & LENGTH_BITS
+    # 126 means a 16-bit length follows, 127 a 64-bit one.
+    if length < 126:
+        return length, position + 2
+    if length == 126:
+        if available < 4:
+            return None
+        return int.from_bytes(buffer[position + 2 : position + 4], "big"), position + 4
+    if available < 10:
+        return None
+    return int.from_bytes(buffer[position + 2 : position + 10], "big"), position + 10
 
 
 class FrameHeader:
@@ -76,6 +136,13 @@ HeaderCheck = Callable[[FrameHeader], bool]
 
 # Skip everything that follows: the stream can no longer be cut into frames.
 _FOREVER = 1 << 64
+
+# First bytes of the frames simple_frames() takes: FIN, no RSV bits (or RSV1 for a
+# compressed message), and a text or binary opcode.
+_WHOLE_TEXT = FIN_BIT | Opcode.TEXT
+_WHOLE_BINARY = FIN_BIT | Opcode.BINARY
+_WHOLE_COMPRESSED_TEXT = _WHOLE_TEXT | RSV1_BIT
+_WHOLE_COMPRESSED_BINARY = _WHOLE_BINARY | RSV1_BIT
 
 
 class FrameReader:
@@ -173,23 +240,20 @@ class FrameReader:
         with memoryview(buffer) as view:
             while end - position >= 2:
                 first = buffer[position]
-                if first == 0x81 or first == 0x82:  # FIN + TEXT / FIN + BINARY
+                if first == _WHOLE_TEXT or first == _WHOLE_BINARY:
                     most = max_length
-                elif (first == 0xC1 or first == 0xC2) and max_compressed is not None:
-                    most = max_compressed  # the same with RSV1: compressed
+                elif (first == _WHOLE_COMPRESSED_TEXT or first == _WHOLE_COMPRESSED_BINARY) and (
+                    max_compressed is not None
+                ):
+                    most = max_compressed
                 else:
                     break
-                length = buffer[position + 1]
-                if length < 126:
-                    start = position + 2
-                elif length == 126 and end - position >= 4:
-                    length = (buffer[position + 2] << 8) | buffer[position + 3]
-                    start = position + 4
-                elif length == 127 and end - position >= 10:
-                    length = int.from_bytes(buffer[position + 2 : position + 10], "big")
-                    start = position + 10
-                else:
-                    break  # masked frames, incomplete headers
+                if buffer[position + 1] & MASK_BIT:
+                    break
+                field = length_field(buffer, position, end - position)
+                if field is None:
+                    break  # an incomplete header
+                length, start = field
                 stop = start + length
                 if stop > end or length > most:
                     break
@@ -256,32 +320,25 @@ class FrameReader:
         if available < 2:
             return None
         first, second = buffer[position], buffer[position + 1]
-        length = second & 0x7F
-        offset = position + 2
-        # RFC 6455 §5.2: 126 means a 16-bit length follows, 127 a 64-bit one.
-        if length == 126:
-            if available < 4:
-                return None
-            length = int.from_bytes(buffer[offset : offset + 2], "big")
-            offset += 2
-        elif length == 127:
-            if available < 10:
-                return None
-            length = int.from_bytes(buffer[offset : offset + 8], "big")
-            offset += 8
-            if length > _MAX_PAYLOAD:
-                # The most significant bit must be 0; nothing after this can be framed.
-                self._position = len(buffer)
-                self._skip_remaining = _FOREVER
-                raise PayloadTooLarge("frame length has the most significant bit set")
-        masked = bool(second & 0x80)
+        field = length_field(buffer, position, available)
+        if field is None:
+            return None
+        length, offset = field
+        if length > MAX_PAYLOAD:
+            # The most significant bit must be 0; nothing after this can be framed.
+            self._position = len(buffer)
+            self._skip_remaining = _FOREVER
+            raise PayloadTooLarge("frame length has the most significant bit set")
+        masked = bool(second & MASK_BIT)
         if masked:
             if len(buffer) < offset + 4:
                 return None
             self._masking_key = bytes(buffer[offset : offset + 4])
             offset += 4
         self._payload_start = offset
-        return FrameHeader(bool(first & 0x80), (first >> 4) & 0x7, first & 0xF, masked, length)
+        return FrameHeader(
+            bool(first & FIN_BIT), (first >> 4) & 0x7, first & OPCODE_BITS, masked, length
+        )
 
 
 @overload
@@ -335,7 +392,7 @@ def build_frame(
         header = bytes((first, mask_bit | length))
     elif length < 0x10000:
         header = bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
-    elif length <= _MAX_PAYLOAD:
+    elif length <= MAX_PAYLOAD:
         header = bytes((first, mask_bit | 127)) + length.to_bytes(8, "big")
     else:
         raise FrameBuildError("payload is too large for a frame")
@@ -382,8 +439,4 @@ def parse_close_payload(payload: bytes) -> tuple[int | None, str]:
     code = int.from_bytes(payload[:2], "big")
     if not is_valid_close_code(code):
         raise ProtocolError(f"invalid close code {code}")
-    try:
-        reason = payload[2:].decode("utf-8")
-    except UnicodeDecodeError:
-        raise ProtocolError("close reason is not valid UTF-8", 1007) from None
-    return code, reason
+    return code, decode_utf8(payload[2:], "close reason is not valid UTF-8")

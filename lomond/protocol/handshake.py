@@ -9,6 +9,12 @@ from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 from ..constants import WS_KEY, WS_VERSION
 from ..errors import HandshakeError
 from ..response import Response
+from .deflate import EXTENSION_NAME, Deflate, PerMessageDeflate
+
+#: The largest HTTP response head lomond reads; a larger one is ``Rejected``.
+MAX_HEADER_SIZE = 64 * 1024
+#: The most header lines lomond accepts in a response head.
+MAX_HEADER_LINES = 256
 
 #: Extra request headers as given by users: a mapping or a list of pairs, str or bytes.
 HeadersArgument = Union[
@@ -197,3 +203,65 @@ def check_response(
             raise HandshakeError(f"server chose subprotocol {protocol!r}, which was not offered")
     extensions = parse_extensions([response.get("sec-websocket-extensions") or ""])
     return protocol, extensions
+
+
+def accept_extensions(
+    extensions: list[Extension], offer: Deflate | None
+) -> PerMessageDeflate | None:
+    """Check the extensions the server accepted against what was offered.
+
+    Returns:
+        The negotiated permessage-deflate codec, or ``None`` without compression.
+
+    Raises:
+        HandshakeError: An extension was not offered, was accepted twice, or has
+            parameters RFC 7692 §7 does not allow.
+    """
+    codec = None
+    for name, parameters in extensions:
+        if name.lower() != EXTENSION_NAME or offer is None:
+            raise HandshakeError(f"server accepted extension {name!r}, which was not offered")
+        if codec is not None:
+            raise HandshakeError(f"server accepted {EXTENSION_NAME} more than once")
+        codec = offer.accept(parameters)
+    return codec
+
+
+class RejectedHead(HandshakeError):
+    """A response head too large to read; :attr:`response` holds what was read of it."""
+
+    def __init__(self, response: Response, reason: str) -> None:
+        super().__init__(reason)
+        self.response = response
+
+
+class ResponseReader:
+    """Gathers the upgrade response head from the bytes that arrive, within the limits."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> tuple[Response, bytes] | None:
+        """Add ``data``; return the complete head and the bytes after it, or ``None``.
+
+        Raises:
+            RejectedHead: The head is over :data:`MAX_HEADER_SIZE` bytes or
+                :data:`MAX_HEADER_LINES` lines.
+        """
+        buffer = self._buffer
+        # Look for the blank line from a little before the new data: it may straddle.
+        search_from = max(0, len(buffer) - 3)
+        buffer += data
+        end = buffer.find(b"\r\n\r\n", search_from)
+        head_size = len(buffer) if end == -1 else end + 4
+        if head_size > MAX_HEADER_SIZE:
+            raise RejectedHead(Response(buffer[:MAX_HEADER_SIZE]), "response header exceeds 64 KiB")
+        if end == -1:
+            return None
+        end += 4
+        response = Response(buffer[:end])
+        rest = bytes(buffer[end:])
+        del buffer[:]
+        if response.raw.count(b"\r\n") > MAX_HEADER_LINES + 2:
+            raise RejectedHead(response, f"response has more than {MAX_HEADER_LINES} header lines")
+        return response, rest

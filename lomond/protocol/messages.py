@@ -16,9 +16,8 @@ import codecs
 
 from .. import events
 from ..errors import PayloadTooLarge, ProtocolError
-from ..status import Status
 from .deflate import PerMessageDeflate
-from .frames import RSV1, FrameHeader, Opcode
+from .frames import MAX_PAYLOAD, RSV1, FrameHeader, Opcode, decode_utf8, invalid_utf8
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
@@ -31,21 +30,48 @@ MAX_FRAGMENTS = 131_072
 _VALIDATE_STEP = 64 * 1024
 
 
-def invalid_utf8() -> ProtocolError:
-    """The error for text that is not UTF-8 (close code 1007)."""
-    return ProtocolError("invalid UTF-8 in text message", Status.BAD_DATA)
+def wire_limit(max_message_size: int | None, compressed: bool) -> int:
+    """The most bytes a message may take on the wire (the frame header check).
+
+    ``max_message_size`` counts a message's bytes after decompression, which is
+    checked while inflating; deflate can grow incompressible data a little, so a
+    compressed message may take up to an eighth more, plus 1 KiB, on the wire.
+    """
+    if max_message_size is None:
+        return MAX_PAYLOAD
+    if compressed:
+        return max_message_size + (max_message_size >> 3) + 1024
+    return max_message_size
 
 
-def decode_text(payload: bytes | bytearray) -> str:
-    """Decode a whole text message.
+def whole_message(
+    opcode: int,
+    compressed: int,
+    payload: bytes,
+    compression: PerMessageDeflate | None,
+    max_message_size: int | None,
+    received_time: float | None = None,
+) -> events.Text | events.Binary:
+    """The event for a message that came whole, in one frame.
+
+    Args:
+        opcode: ``Opcode.TEXT`` or ``Opcode.BINARY``.
+        compressed: Whether the message is compressed (RSV1 set; any true value).
+        payload: The frame's payload.
+        compression: The negotiated codec (needed when ``compressed``).
+        max_message_size: The largest message accepted, after decompression.
+        received_time: The event's ``received_time`` (``None``: now).
 
     Raises:
-        ProtocolError: The payload is not UTF-8 (close code 1007).
+        ProtocolError: Invalid UTF-8 (1007) or invalid compressed data (1002).
+        PayloadTooLarge: The message inflates past ``max_message_size`` (1009).
     """
-    try:
-        return payload.decode("utf-8")
-    except UnicodeDecodeError:
-        raise invalid_utf8() from None
+    if compressed:
+        assert compression is not None  # RSV1 is refused unless negotiated
+        payload = compression.inflate_message(payload, max_message_size)
+    if opcode == Opcode.TEXT:
+        return events.Text(decode_utf8(payload), received_time)
+    return events.Binary(payload, received_time)
 
 
 class MessageAssembler:
@@ -88,19 +114,40 @@ class MessageAssembler:
         self._probe = None
         self._probed = 0
 
-    def check_continuation(self) -> None:
-        """Refuse one more frame of the current message past :attr:`max_fragments`.
-
-        Called with each continuation frame's header, before its payload is read.
+    def check_frame(self, header: FrameHeader) -> None:
+        """Refuse a data frame from its header, before its payload is read.
 
         Raises:
-            PayloadTooLarge: The message already has :attr:`max_fragments` frames.
+            ProtocolError: A continuation frame with no message to continue, or a new
+                message inside a fragmented one (RFC 6455 §5.4; close code 1002).
+            PayloadTooLarge: The message would have more than :attr:`max_fragments`
+                frames, or exceed ``max_message_size`` on the wire (1009).
         """
-        if self.fragments >= self.max_fragments:
-            raise PayloadTooLarge(f"message has more than {self.max_fragments} fragments")
+        if header.opcode == Opcode.CONTINUATION:
+            if self.opcode is None:
+                raise ProtocolError("continuation frame with no message to continue")
+            if self.fragments >= self.max_fragments:
+                raise PayloadTooLarge(f"message has more than {self.max_fragments} fragments")
+        elif self.opcode is not None:
+            raise ProtocolError("new data frame inside a fragmented message")
+        limit = self.max_message_size
+        if limit is None:
+            return
+        if header.rsv & RSV1 or self.compressed:
+            # Each compressed frame against the wire limit; what it inflates to is
+            # counted against max_message_size while inflating.
+            too_large = header.length > wire_limit(limit, True)
+        else:
+            too_large = self.size + header.length > limit
+        if too_large:
+            raise PayloadTooLarge(f"message exceeds max_message_size ({limit} bytes)")
 
     def add_frame(
-        self, header: FrameHeader, payload: bytes, compression: PerMessageDeflate | None
+        self,
+        header: FrameHeader,
+        payload: bytes,
+        compression: PerMessageDeflate | None,
+        received_time: float | None = None,
     ) -> events.Event | None:
         """Add a data frame (already checked against the header rules).
 
@@ -118,12 +165,9 @@ class MessageAssembler:
             compressed = bool(header.rsv & RSV1)
             if fin:
                 # A whole message in one frame: no assembly needed.
-                if compressed:
-                    assert compression is not None  # RSV1 is refused unless negotiated
-                    payload = compression.inflate_message(payload, self.max_message_size)
-                if opcode == Opcode.TEXT:
-                    return events.Text(decode_text(payload))
-                return events.Binary(payload)
+                return whole_message(
+                    opcode, compressed, payload, compression, self.max_message_size, received_time
+                )
             self.opcode = opcode
             self.compressed = compressed
             if opcode == Opcode.TEXT:
@@ -145,8 +189,8 @@ class MessageAssembler:
         buffer = self._buffer
         self.reset()
         if message_opcode == Opcode.TEXT:
-            return events.Text(buffer.decode("utf-8"))  # validated above
-        return events.Binary(bytes(buffer))
+            return events.Text(buffer.decode("utf-8"), received_time)  # validated above
+        return events.Binary(bytes(buffer), received_time)
 
     def _validate(self, payload: bytes, final: bool) -> None:
         """Check the next bytes of a text message; the decoded text is not kept."""

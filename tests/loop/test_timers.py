@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lomond.loop.timers import Periodic, Timers
-from lomond.protocol.client import State
+from lomond.protocol import State
 
 
 class TestPeriodic:

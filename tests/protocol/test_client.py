@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from lomond.compression import Deflate
 from lomond.errors import WebSocketClosed, WebSocketClosing, WebSocketUnavailable
 from lomond.events import Binary, Event, Ping, Pong, Text
-from lomond.protocol.client import ClientProtocol, State
+from lomond.protocol import ClientProtocol, State
 from lomond.protocol.frames import (
     RSV1,
     RSV2,
@@ -263,7 +263,7 @@ def assert_failed(outcome: Outcome, code: int) -> None:
     assert error.critical is False
     assert isinstance(error.error, str) and error.error
     assert outcome.close_code == code
-    assert outcome.state is State.CLOSING
+    assert outcome.state is State.FAILING
 
 
 # -- the opening handshake ----------------------------------------------------
@@ -775,7 +775,7 @@ class TestRFC6455_5_2_FramingErrors:
         outcome = feed(RESPONSE + frame(0x3) + close_frame(1002))
         assert outcome.names == ["ready", "protocol_error"]
         assert outcome.close_code == 1002
-        assert outcome.state is State.CLOSED
+        assert outcome.state is State.FAILED
 
     def test_invalid_close_while_failing_gives_up_without_a_second_error(self) -> None:
         outcome = feed(RESPONSE + frame(0x3) + frame(Opcode.CLOSE, b"\x03"))
@@ -1276,10 +1276,10 @@ STATES: list[tuple[Callable[[], ClientProtocol], State, bool]] = [
     (_open_mid_frame, State.OPEN, False),
     (_remote_closing, State.REMOTE_CLOSING, False),
     (_closing, State.CLOSING, False),
-    (_failing, State.CLOSING, False),
+    (_failing, State.FAILING, False),
     (_closed_by_client, State.CLOSED, True),
     (_closed_by_server, State.CLOSED, True),
-    (_failed_and_closed, State.CLOSED, False),
+    (_failed_and_closed, State.FAILED, False),
 ]
 
 
@@ -1967,7 +1967,7 @@ class TestMessagesBeforeAProtocolError:
         sent = sent_frames(protocol.data_to_send())
         assert [item.opcode for item in sent] == [Opcode.TEXT, Opcode.CLOSE]
         assert sent[1].payload[:2] == (1002).to_bytes(2, "big")
-        assert protocol.state is State.CLOSING
+        assert protocol.state is State.FAILING
         assert protocol.events_received() == []
 
     def test_eof_right_behind_the_violation(self) -> None:

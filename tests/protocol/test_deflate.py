@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from lomond import WebSocket
 from lomond.errors import CompressionParameterError, PayloadTooLarge, ProtocolError
-from lomond.protocol.client import ClientProtocol
+from lomond.protocol import ClientProtocol
 from lomond.protocol.deflate import Deflate, ExtensionParameters, PerMessageDeflate
 from lomond.protocol.frames import RSV1, Opcode, build_frame
 from lomond.protocol.handshake import accept_key

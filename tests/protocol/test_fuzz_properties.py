@@ -51,9 +51,15 @@ from lomond.errors import (
     WebSocketUnavailable,
 )
 from lomond.events import Event
-from lomond.protocol.client import MAX_HEADER_LINES, MAX_HEADER_SIZE, ClientProtocol, State
+from lomond.protocol import ClientProtocol, State
 from lomond.protocol.frames import RESERVED_OPCODES, FrameHeader, FrameReader, Opcode, build_frame
-from lomond.protocol.handshake import accept_key, check_response, parse_extensions
+from lomond.protocol.handshake import (
+    MAX_HEADER_LINES,
+    MAX_HEADER_SIZE,
+    accept_key,
+    check_response,
+    parse_extensions,
+)
 from lomond.response import Response
 
 FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
