@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, Sequence
+from typing import TYPE_CHECKING, Any, Generator, Sequence
 
 from . import events
-from ._logging import log
 from .compression import Deflate
 from .constants import USER_AGENT
 from .errors import WebSocketUnavailable
 from .loop.session import WebsocketSession
 from .loop.timers import check_connect_arguments, check_seconds
-from .network.proxy import Proxy, check_proxies, select_proxy
+from .loop.trace import TraceCallable, Tracer
+from .network.connector import Connector
+from .network.proxy import Proxy, check_proxies
 from .protocol import ClientProtocol, State
 from .protocol.frames import Opcode, truncate_utf8
 from .protocol.handshake import (
@@ -30,10 +32,6 @@ from .status import Status, is_valid_close_code
 
 if TYPE_CHECKING:
     import ssl
-
-#: Receives one dict per step of a connection (the trace records of the
-#: troubleshooting page).
-TraceCallable = Callable[[Dict[str, Any]], None]
 
 _UNSET: Any = object()
 
@@ -158,8 +156,8 @@ class WebSocket:
             return self.compress
         return None
 
-    def make_protocol(self) -> ClientProtocol:
-        """Return a fresh protocol for one connection (called by the session)."""
+    def _make_protocol(self) -> ClientProtocol:
+        """A fresh protocol for one connection: the request, the offer, the limits."""
         deflate = self._deflate()
         request = build_request(
             resource=self.resource,
@@ -178,9 +176,22 @@ class WebSocket:
             protocols=self._offered_protocols(),
             deflate=deflate,
             max_message_size=self.max_message_size,
+            clock=time.time,
         )
 
-    def get_ssl_context(self) -> ssl.SSLContext:
+    def _make_connector(self) -> Connector:
+        """How to open the next connection, from the current settings."""
+        return Connector(
+            self.scheme,
+            self.host,
+            self.port,
+            proxies=self.proxies,
+            tls_context=self._tls_context,
+            user_agent=self.agent,
+            on_tls=self._trace_tls,
+        )
+
+    def _tls_context(self) -> ssl.SSLContext:
         """The TLS context for ``wss://``: ``ssl_context`` as given, else lomond's default."""
         if self.ssl_context is not None:
             return self.ssl_context
@@ -199,19 +210,24 @@ class WebSocket:
         Raises:
             ValueError: The chosen proxy setting is not a valid proxy URL.
         """
-        return select_proxy(self.scheme, self.host, self.port, self.proxies, os.environ)
+        return self._make_connector().proxy()
 
-    def emit_trace(self, stage: str, **fields: Any) -> None:
+    def _tracer(self) -> Tracer | None:
+        return None if self.trace is None else Tracer(self.url, self.trace)
+
+    def _trace(self, stage: str, **fields: Any) -> None:
         """Pass a trace record to ``trace``; an exception it raises is logged and ignored."""
-        trace = self.trace
-        if trace is None:
-            return
-        record: dict[str, Any] = {"stage": stage, "url": self.url}
-        record.update(fields)
-        try:
-            trace(record)
-        except Exception:
-            log.exception("trace callable raised an exception (ignored)")
+        tracer = self._tracer()
+        if tracer is not None:
+            tracer(stage, **fields)
+
+    def _trace_tls(self) -> None:
+        self._trace(
+            "tls_wrapped",
+            verify=self.ssl_verify,
+            has_context=self.ssl_context is not None,
+            cafile=self.ssl_cafile is not None,
+        )
 
     # -- state -----------------------------------------------------------------
 
@@ -322,8 +338,14 @@ class WebSocket:
         )
         self._check_not_running("connect")
         self.reset()
-        session = self._session = session_class(self)
-        self.emit_trace(
+        session = self._session = session_class(
+            self._make_protocol(),
+            self._make_connector(),
+            url=self.url,
+            connect_timeout=self.connect_timeout,
+            tracer=self._tracer(),
+        )
+        self._trace(
             "connect_start",
             poll=poll,
             ping_rate=ping_rate,
@@ -380,7 +402,7 @@ class WebSocket:
         session = self._connected_session()
         payload = text.encode("utf-8")
         compressed = session.send(lambda p: p.send_message(Opcode.TEXT, payload, compress))
-        self.emit_trace("send_text", length=len(text), compressed=compressed)
+        self._trace("send_text", length=len(text), compressed=compressed)
 
     def send_binary(self, data: bytes | bytearray | memoryview, compress: bool = True) -> None:
         """Send a binary message from any bytes-like object.
@@ -396,7 +418,7 @@ class WebSocket:
         # Not copied: the frame is built (masked, or compressed) before this returns.
         payload = data if type(data) is bytes else byte_view(data)
         compressed = session.send(lambda p: p.send_message(Opcode.BINARY, payload, compress))
-        self.emit_trace("send_binary", length=len(payload), compressed=compressed)
+        self._trace("send_binary", length=len(payload), compressed=compressed)
 
     def send_json(self, _obj: Any = _UNSET, **kwargs: Any) -> None:
         """Send ``_obj`` (or the keyword arguments as an object) as JSON text.
@@ -422,7 +444,7 @@ class WebSocket:
         """
         _check_control_payload("ping", data)
         self._connected_session().send(lambda p: p.send_ping(bytes(data)))
-        self.emit_trace("send_ping", length=len(data))
+        self._trace("send_ping", length=len(data))
 
     def send_pong(self, data: bytes) -> None:
         """Send a pong (``data``: bytes, at most 125).
@@ -433,7 +455,7 @@ class WebSocket:
         """
         _check_control_payload("pong", data)
         self._connected_session().send(lambda p: p.send_pong(bytes(data)))
-        self.emit_trace("send_pong", length=len(data))
+        self._trace("send_pong", length=len(data))
 
     def close(self, code: int = Status.NORMAL, reason: str | bytes = "goodbye") -> None:
         """Start the closing handshake; the loop ends once the server has answered.
@@ -467,7 +489,7 @@ class WebSocket:
         # loop is then ending with Disconnected anyway.
         sent = session.call(lambda p: p.close(code, reason_bytes))
         if sent:
-            self.emit_trace("close_requested", code=int(code), reason=reason_bytes.decode("utf-8"))
+            self._trace("close_requested", code=int(code), reason=reason_bytes.decode("utf-8"))
 
 
 def _check_control_payload(kind: str, data: object) -> None:

@@ -79,7 +79,7 @@ def test_what_is_deferred_is_there_when_used() -> None:
         "from lomond.protocol.handshake import accept_key\n"
         "assert accept_key(b'dGhlIHNhbXBsZSBub25jZQ==') == 's3pPLMBiTxaQ9kYGzzhZRbK+xOo='\n"
         "ws = lomond.WebSocket('wss://example.org/')\n"
-        "ws.get_ssl_context()\n"
+        "ws._tls_context()\n"
         "lomond.persist.__module__\n"
         "from lomond.persist import exponential_backoff\n"
         "assert 0 <= exponential_backoff(0, 1)(0) <= 1\n"

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.timeout(20)
 
 def request_of(ws: WebSocket) -> bytes:
     """The upgrade request ``ws`` would send, built without any network."""
-    return ws.make_protocol().data_to_send()
+    return ws._make_protocol().data_to_send()
 
 
 def request_line(request: bytes) -> bytes:

@@ -35,26 +35,18 @@ import selectors
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Generator, TypeVar
+from typing import Callable, Generator, TypeVar
 
 from .. import events
 from .._logging import log
 from ..errors import ConnectFail, TransportFail
+from ..network.connector import Connector
 from ..network.deadline import Clock, Deadline
-from ..network.transport import (
-    PLAIN_WOULD_BLOCK,
-    SocketLike,
-    open_connection,
-    tls_pending,
-    would_block_errors,
-)
+from ..network.sockets import PLAIN_WOULD_BLOCK, SocketLike
 from ..protocol import ClientProtocol, State
 from ..protocol.states import CLOSE_QUEUED
 from .timers import Timers
-from .trace import event_record
-
-if TYPE_CHECKING:
-    from ..websocket import WebSocket
+from .trace import Tracer, event_record
 
 T = TypeVar("T")
 
@@ -86,22 +78,36 @@ _MESSAGE_EVENTS = frozenset({events.Text, events.Binary, events.Ping})
 
 
 class WebsocketSession:
-    """Runs one connection of a :class:`~lomond.websocket.WebSocket`.
+    """Runs one connection: a protocol, the way to open its socket, and the timers.
 
     Args:
-        websocket: The WebSocket whose settings to use.
+        protocol: The connection's sans-I/O protocol, fresh (its first output is the
+            upgrade request).
+        connector: Opens the socket (DNS, TCP, proxy, TLS).
+        url: The URL for ``Connecting`` and ``Connected`` (without credentials).
+        connect_timeout: Seconds for opening the socket and the upgrade response
+            together; ``None`` waits forever.
+        tracer: Receives the trace records, or ``None``.
         clock: A monotonic clock (injectable for tests).
         selector_factory: Makes the selector the loop waits on (injectable for tests).
     """
 
     def __init__(
         self,
-        websocket: WebSocket,
+        protocol: ClientProtocol,
+        connector: Connector,
+        *,
+        url: str,
+        connect_timeout: float | None = None,
+        tracer: Tracer | None = None,
         clock: Clock = time.monotonic,
         selector_factory: SelectorFactory = selectors.DefaultSelector,
     ) -> None:
-        self.websocket = websocket
-        self.protocol: ClientProtocol = websocket.make_protocol()
+        self.protocol = protocol
+        self.connector = connector
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self.tracer = tracer
         self._clock = clock
         self._selector_factory = selector_factory
         self._lock = threading.Lock()
@@ -138,7 +144,7 @@ class WebsocketSession:
         self.running = False
 
     def __repr__(self) -> str:
-        return f"<WebsocketSession {self.websocket.url!r} {self.protocol.state.value}>"
+        return f"<WebsocketSession {self.url!r} {self.protocol.state.value}>"
 
     @property
     def session_time(self) -> float:
@@ -281,7 +287,7 @@ class WebsocketSession:
                     protocol.output_blocked = False
                     return
                 unsent = self._unsent = memoryview(data)
-                self._websocket_trace("socket_send", length=len(data))
+                self._trace("socket_send", length=len(data))
             try:
                 sent = sock.send(unsent)
             except self._would_block:
@@ -365,9 +371,9 @@ class WebsocketSession:
             except OSError:  # pragma: no cover - close() of a socket hardly fails
                 pass
 
-    def _websocket_trace(self, stage: str, **fields: object) -> None:
-        if self.websocket.trace is not None:
-            self.websocket.emit_trace(stage, **fields)
+    def _trace(self, stage: str, **fields: object) -> None:
+        if self.tracer is not None:
+            self.tracer(stage, **fields)
 
     # -- the loop -----------------------------------------------------------------
 
@@ -402,34 +408,10 @@ class WebsocketSession:
         self._selector = self._wake_reader = self._wake_writer = None
 
     def _open(self) -> SocketLike:
-        websocket = self.websocket
-        deadline = Deadline(websocket.connect_timeout, self._clock)
-        try:
-            proxy = websocket.get_proxy()
-        except ValueError as error:
-            raise ConnectFail(f"invalid proxy setting: {error}") from None
-        self._proxy_url = None if proxy is None else proxy.url
-        needs_context = websocket.is_secure or (proxy is not None and proxy.scheme == "https")
-        try:
-            context = websocket.get_ssl_context() if needs_context else None
-        except OSError as error:  # ssl.SSLError included
-            # e.g. an ssl_cafile that does not exist or holds no certificate
-            raise ConnectFail(f"could not load the TLS settings: {error}") from None
-        sock = open_connection(
-            websocket.host,
-            websocket.port,
-            context=context if websocket.is_secure else None,
-            deadline=deadline,
-            proxy=proxy,
-            proxy_context=context,
-            user_agent=websocket.agent,
-            on_tls=lambda: self._websocket_trace(
-                "tls_wrapped",
-                verify=websocket.ssl_verify,
-                has_context=websocket.ssl_context is not None,
-                cafile=websocket.ssl_cafile is not None,
-            ),
-        )
+        deadline = Deadline(self.connect_timeout, self._clock)
+        opened = self.connector.open(deadline)
+        sock = opened.sock
+        self._proxy_url = opened.proxy_url
         with self._lock:
             request = self.protocol.data_to_send()
             try:
@@ -445,10 +427,10 @@ class WebsocketSession:
                         f"timed out after {deadline.seconds:g}s sending the upgrade request"
                     ) from None
                 raise ConnectFail(f"could not send the upgrade request: {error}") from None
-            self._websocket_trace("socket_send", length=len(request))
+            self._trace("socket_send", length=len(request))
             sock.setblocking(False)
-            self._would_block = would_block_errors(sock)
-            self._tls_pending = tls_pending(sock)
+            self._would_block = opened.would_block
+            self._tls_pending = opened.tls_pending
             self._sock = sock
         self._connect_deadline = deadline
         return sock
@@ -460,11 +442,10 @@ class WebsocketSession:
         ping_timeout: float | None,
         close_timeout: float | None,
     ) -> Generator[events.Event, None, None]:
-        websocket = self.websocket
         protocol = self.protocol
         clock = self._clock
         self._loop_thread = threading.get_ident()
-        yield events.Connecting(websocket.url)
+        yield events.Connecting(self.url)
         self._loop_thread = threading.get_ident()
         try:
             if protocol.state is State.DISCONNECTED:
@@ -485,13 +466,13 @@ class WebsocketSession:
         selector.register(sock, selectors.EVENT_READ)
         selector.register(self._wake_reader, selectors.EVENT_READ)
 
-        yield events.Connected(websocket.url, proxy=self._proxy_url)
+        yield events.Connected(self.url, proxy=self._proxy_url)
         self._loop_thread = threading.get_ident()
 
         timers = Timers(clock, poll, ping_rate, ping_timeout, close_timeout)
         timers.connect_deadline = self._connect_deadline
         # Messages need nothing from the loop but the hand-over (unless tracing).
-        plain = _MESSAGE_EVENTS if websocket.trace is None else frozenset()
+        plain = _MESSAGE_EVENTS if self.tracer is None else frozenset()
         get_ident = threading.get_ident
         event: events.Event | None = None
         while True:
@@ -690,7 +671,7 @@ class WebsocketSession:
                     self._abort_locked(f"socket error; {error}")
                 return True
             read = True
-            self._websocket_trace("socket_recv", length=size)
+            self._trace("socket_recv", length=size)
             with self._lock:
                 if size:
                     self.protocol.receive_data(data)  # type: ignore[arg-type]
@@ -723,7 +704,7 @@ class WebsocketSession:
             extensions = ", ".join(sorted(event.extensions)) or "none"
             log.info(
                 "upgrade accepted by %s (protocol %s, extensions %s)",
-                self.websocket.url,
+                self.url,
                 event.protocol or "none",
                 extensions,
             )
@@ -733,8 +714,8 @@ class WebsocketSession:
             log.info("closing handshake complete: %s %r", event.code, event.reason)
         elif isinstance(event, events.Disconnected):
             log.info("disconnected: %s (graceful=%s)", event.reason, event.graceful)
-        if self.websocket.trace is not None:
+        if self.tracer is not None:
             record = event_record(event)
             if record is not None:
                 stage, fields = record
-                self._websocket_trace(stage, **fields)
+                self._trace(stage, **fields)

@@ -1,8 +1,8 @@
-"""Trace records: which record each event produces.
+"""Trace records: ``WebSocket(trace=callable)`` receives one dict per step of a connection.
 
-``WebSocket(trace=callable)`` receives one dict per step of a connection. The shell
-emits the socket and handshake steps itself; this module maps yielded events to
-their ``message_*``, ``handshake_*`` and ``disconnected`` records.
+A :class:`Tracer` passes records to the callable; the shell emits the socket and
+handshake steps itself, and :func:`event_record` maps yielded events to their
+``message_*``, ``handshake_*`` and ``disconnected`` records.
 """
 
 from __future__ import annotations
@@ -10,8 +10,32 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Tuple
 
 from .. import events
+from .._logging import log
 
 TraceRecord = Tuple[str, Dict[str, Any]]
+#: Receives one dict per step of a connection (the trace records of the
+#: troubleshooting page).
+TraceCallable = Callable[[Dict[str, Any]], None]
+
+
+class Tracer:
+    """Passes trace records for ``url`` to ``callback``.
+
+    Every record is ``{"stage": ..., "url": url, **fields}``; ``url`` carries no
+    credentials. An exception raised by ``callback`` is logged and otherwise ignored.
+    """
+
+    def __init__(self, url: str, callback: TraceCallable) -> None:
+        self.url = url
+        self.callback = callback
+
+    def __call__(self, stage: str, **fields: Any) -> None:
+        record: dict[str, Any] = {"stage": stage, "url": self.url}
+        record.update(fields)
+        try:
+            self.callback(record)
+        except Exception:
+            log.exception("trace callable raised an exception (ignored)")
 
 
 def _message(stage: str) -> Callable[[Any], TraceRecord]:

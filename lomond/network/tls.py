@@ -16,8 +16,8 @@ from typing import Any
 from .._logging import log
 from ..errors import ConnectFail
 from .deadline import Deadline
+from .sockets import PLAIN_WOULD_BLOCK, Opened, SocketLike
 from .timeouts import socket_timeout, timed_out
-from .transport import PLAIN_WOULD_BLOCK
 
 _unverified_warning_logged = False
 
@@ -91,6 +91,12 @@ def _handshake_failure(error: OSError, server_hostname: str, deadline: Deadline)
 def is_ssl_socket(sock: object) -> bool:
     """Whether ``sock`` is an :class:`ssl.SSLSocket` (TLS over a plain socket)."""
     return isinstance(sock, ssl.SSLSocket)
+
+
+def opened(sock: SocketLike, proxy_url: str | None) -> Opened:
+    """Describe a TLS connection (or one through an ``https://`` proxy) to the session."""
+    pending = sock.pending if is_ssl_socket(sock) else None  # type: ignore[attr-defined]
+    return Opened(sock, proxy_url, WOULD_BLOCK, pending)
 
 
 def wrap_tls(

@@ -11,73 +11,26 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import TYPE_CHECKING, Any, Callable, List, Protocol, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Tuple
 
 from .._logging import log
 from ..errors import ConnectFail
 from .deadline import Deadline
 from .proxy import Proxy, host_port, parse_ip_literal
+from .sockets import SocketLike
 from .timeouts import socket_timeout, timed_out
 
 if TYPE_CHECKING:
     import ssl
 
-# lomond.network.tls (and with it the ssl module) and lomond.network.tunnel are imported where they
-# are needed: a plain ws:// connection without a proxy never loads them.
-
-#: What a non-blocking plain socket raises when a read or write would block.
-PLAIN_WOULD_BLOCK = (BlockingIOError, InterruptedError)
+# lomond.network.tls (and with it the ssl module) and lomond.network.tunnel are imported
+# where they are needed: a plain ws:// connection without a proxy never loads them.
 
 #: ``getaddrinfo`` results: ``(family, type, proto, canonname, sockaddr)``.
 AddressList = List[Tuple[Any, Any, int, str, Any]]
 
 
-class SocketLike(Protocol):
-    """What the session needs of a connection.
-
-    A socket, or a :class:`~lomond.network.tls.NestedTLSSocket` (TLS inside TLS).
-    """
-
-    def fileno(self) -> int: ...
-
-    def settimeout(self, value: float | None, /) -> None: ...
-
-    def setblocking(self, flag: bool, /) -> None: ...
-
-    def send(self, data: bytes | bytearray | memoryview, /) -> int: ...
-
-    def sendall(self, data: bytes | bytearray | memoryview, /) -> None: ...
-
-    def recv(self, bufsize: int, /) -> bytes: ...
-
-    def shutdown(self, how: int, /) -> None: ...
-
-    def close(self) -> None: ...
-
-
 # -- DNS and TCP -------------------------------------------------------------------
-
-
-def would_block_errors(sock: SocketLike) -> tuple[type[OSError], ...]:
-    """What a read or write of the non-blocking ``sock`` raises when it would block."""
-    if type(sock) is socket.socket:
-        return PLAIN_WOULD_BLOCK
-    from .tls import WOULD_BLOCK
-
-    return WOULD_BLOCK
-
-
-def tls_pending(sock: SocketLike) -> Callable[[], int] | None:
-    """``sock.pending`` if ``sock`` is an :class:`ssl.SSLSocket`, else ``None``.
-
-    Decrypted bytes that such a socket holds never wake the selector: the reader
-    asks ``pending()`` whether to read again.
-    """
-    if type(sock) is socket.socket:
-        return None
-    from .tls import is_ssl_socket
-
-    return sock.pending if is_ssl_socket(sock) else None  # type: ignore[attr-defined]
 
 
 def resolve(host: str, port: int, deadline: Deadline, family: int = 0) -> AddressList:

@@ -26,6 +26,12 @@ PING = 9
 CLOSE = 8
 
 
+def bare_session() -> WebsocketSession:
+    """A session that is never run (for its methods alone)."""
+    ws = WebSocket("ws://127.0.0.1:1/")
+    return WebsocketSession(ws._make_protocol(), ws._make_connector(), url=ws.url)
+
+
 class VirtualRun:
     """One connection to a :class:`Peer`, run in virtual time.
 
@@ -852,7 +858,7 @@ class TestSpinBeforeSleeping:
         return calls
 
     def test_a_poll_that_finds_nothing_skips_1_2_4_waits(self) -> None:
-        session = WebsocketSession(WebSocket("ws://127.0.0.1:1/"))
+        session = bare_session()
         calls = self.polls(session, [False, False, False, True, False])
         assert calls == (
             ["poll", "skip"]  # nothing: skip 1
@@ -863,7 +869,7 @@ class TestSpinBeforeSleeping:
         )
 
     def test_skips_are_capped(self) -> None:
-        session = WebsocketSession(WebSocket("ws://127.0.0.1:1/"))
+        session = bare_session()
         calls = self.polls(session, [False] * 10)
         runs = "".join("p" if call == "poll" else "s" for call in calls).split("p")[1:]
         assert [len(run) for run in runs] == [1, 2, 4, 8, 16, 32, 64, 128, 128, 128]
@@ -892,7 +898,7 @@ class TestSpinBeforeSleeping:
         assert event.name == "disconnected" and event.graceful
 
     def test_data_waiting_is_found_by_polling(self) -> None:
-        session = WebsocketSession(WebSocket("ws://127.0.0.1:1/"))
+        session = bare_session()
         ours, theirs = socket.socketpair()
         with ours, theirs:
             ours.setblocking(False)
@@ -906,7 +912,7 @@ class TestSpinBeforeSleeping:
             assert session._spin_skip == 1
 
     def test_polling_stops_at_the_next_deadline(self) -> None:
-        session = WebsocketSession(WebSocket("ws://127.0.0.1:1/"))
+        session = bare_session()
         session.spin_time = 10.0
         ours, theirs = socket.socketpair()
         with ours, theirs:

@@ -1304,7 +1304,7 @@ class TestIPv6:
 
 class TestTLSDefaults:
     def test_default_context(self) -> None:
-        context = WebSocket("wss://example.com/").get_ssl_context()
+        context = WebSocket("wss://example.com/")._tls_context()
         assert context.verify_mode == ssl.CERT_REQUIRED
         assert context.check_hostname is True
         assert context.minimum_version == ssl.TLSVersion.TLSv1_2
@@ -1313,18 +1313,18 @@ class TestTLSDefaults:
         certifi_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         certifi_context.load_verify_locations(cafile=certifi.where())
         certifi_subjects = {repr(cert["subject"]) for cert in certifi_context.get_ca_certs()}
-        context = WebSocket("wss://example.com/").get_ssl_context()
+        context = WebSocket("wss://example.com/")._tls_context()
         subjects = {repr(cert["subject"]) for cert in context.get_ca_certs()}
         assert certifi_subjects and certifi_subjects <= subjects
 
     def test_ssl_cafile_trusts_exactly_that_bundle(self, ca: trustme.CA, ca_file: str) -> None:
-        context = WebSocket("wss://example.com/", ssl_cafile=ca_file).get_ssl_context()
+        context = WebSocket("wss://example.com/", ssl_cafile=ca_file)._tls_context()
         assert len(context.get_ca_certs()) == 1
         assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
 
     def test_given_context_is_used_as_it_is(self) -> None:
         given = ssl.create_default_context()
-        assert WebSocket("wss://example.com/", ssl_context=given).get_ssl_context() is given
+        assert WebSocket("wss://example.com/", ssl_context=given)._tls_context() is given
 
     def test_sni_is_sent(self, wss_url: str, ca_file: str, server_names: list[str]) -> None:
         server_names.clear()

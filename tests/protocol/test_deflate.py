@@ -135,13 +135,13 @@ class TestDeflateOptions:
     def test_compress_true_offers_client_max_window_bits(self) -> None:
         # compress=True offers exactly this (docs/compression.rst).
         assert Deflate().offer() == "permessage-deflate; client_max_window_bits"
-        request = WebSocket("ws://example.com/", compress=True).make_protocol().data_to_send()
+        request = WebSocket("ws://example.com/", compress=True)._make_protocol().data_to_send()
         assert b"\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" in (
             request
         )
 
     def test_compress_false_offers_nothing(self) -> None:
-        request = WebSocket("ws://example.com/").make_protocol().data_to_send()
+        request = WebSocket("ws://example.com/")._make_protocol().data_to_send()
         assert b"sec-websocket-extensions" not in request.lower()
 
     @pytest.mark.parametrize(
