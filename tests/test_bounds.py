@@ -178,6 +178,41 @@ class TestAutomaticPongs:
         assert pings == 256 * batches
         assert used < 2 * MiB, f"peak {used / MiB:.1f} MiB"
 
+    def test_empty_ping_flood_from_a_server_that_never_reads(self) -> None:
+        """One read holds up to 131,072 empty pings: they must not each leave a pong.
+
+        Pongs replace each other only once the socket was found full
+        (``output_blocked``); every ping of the read that finds it full still queues
+        its own pong, and they stay queued for as long as the server does not read.
+        """
+        batch = frame(OP_PING) * (16 * KiB)  # 32 KiB of empty pings
+        batches = 64  # 1,048,576 pings: about 6 MiB of pongs, more than the kernel takes
+        done = threading.Event()
+
+        def script(connection: RawConnection) -> None:
+            connection.handshake()
+            for _ in range(batches):
+                connection.send(batch)
+            connection.send(close_frame(1000))
+            connection.sock.shutdown(socket.SHUT_WR)
+            done.wait(10)  # still never reading, until the client has ended
+
+        pings = 0
+        waiting = 0  # the most bytes the protocol held for the server
+        with raw_server(script, receive_buffer=4 * KiB) as url:
+            ws = WebSocket(url)
+            for event in ws.connect(close_timeout=5, ping_rate=0):
+                pings += event.name == "ping"
+                assert ws.session is not None
+                waiting = max(waiting, ws.session.protocol.output_size)
+                last = event
+            done.set()
+        assert last.name == "disconnected"
+        assert pings == 16 * KiB * batches
+        # One empty pong is 6 bytes (header and masking key): allow a few, not
+        # a read's worth (262,152 bytes, 43,692 pongs, seen before this test).
+        assert waiting <= 1 * KiB, f"{waiting} bytes ({waiting // 6} pongs) waiting"
+
 
 class TestInflateWork:
     """Inflating costs time linear in the input, and deflate streams per frame are capped."""
