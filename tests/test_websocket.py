@@ -454,6 +454,20 @@ class TestArgumentChecks:
         data = sorted((event.name, event.data) for event in received)
         assert data == [("binary", b"ba"), ("binary", b"mv"), ("pong", b"p" * 125)]
 
+    @pytest.mark.parametrize("send", ["send_ping", "send_pong"])
+    def test_control_payload_is_measured_in_bytes(self, send: str) -> None:
+        """A memoryview of 8-byte items has ``len()`` 100 but 800 bytes: it must be
+        refused like any payload over 125 bytes, not sent as an 800-byte ping (a
+        control frame no server accepts, RFC 6455 §5.5). Arguments are checked before
+        the connection state (docs/sending.rst), so no server is needed.
+        """
+        import array
+
+        wide = memoryview(array.array("q", [0] * 100))
+        assert wide.nbytes == 800
+        with pytest.raises(ValueError):
+            getattr(WebSocket("ws://example.org/"), send)(wide)
+
     def test_send_json_serialises_like_json_dumps(self) -> None:
         report = Report()
 
@@ -674,3 +688,28 @@ class TestConnectArguments:
         error = TypeError if isinstance(value, str) else ValueError
         with pytest.raises(error, match="connect_timeout"):
             WebSocket("ws://example.org", connect_timeout=value)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+    @pytest.mark.parametrize("value", [1e10, 1e300])
+    def test_connect_timeout_longer_than_a_socket_timeout_can_be(
+        self, value: float, host: str
+    ) -> None:
+        """Finite and positive, so the constructor takes it (or may refuse it with
+        ``ValueError``); taken, nothing may escape the loop. ``socket.settimeout()``
+        and ``Thread.join()`` raise ``OverflowError`` past about 292 years (9.2e9 s),
+        as ``persist()`` already knows for ``Event.wait()`` (``threading.TIMEOUT_MAX``).
+        """
+        with websockets_server(echo) as url:
+            try:
+                ws = WebSocket(url.replace("127.0.0.1", host), connect_timeout=value)
+            except ValueError:
+                return  # refusing it up front keeps the promise too
+            collected: list[Any] = []
+            try:
+                for event in ws.connect():
+                    collected.append(event)
+                    if event.name == "ready":
+                        ws.close()
+            except Exception as error:  # the promise: never an exception
+                pytest.fail(f"{error!r} escaped the loop after {names(collected)}")
+        assert names(collected) == OPEN + ["closed", "disconnected"]
