@@ -420,3 +420,60 @@ class TestReceivedMessagesAreReleased:
                 tracemalloc.stop()
         assert received == [size]
         assert held and held[0] < MiB, f"{held[0] / MiB:.1f} MiB held"
+
+
+class TestReadsAfterAWriteFailure:
+    """After a write fails, the loop reads what the kernel holds (for the server's
+    close frame): one read at a time, as always, not up to 64 reads (16 MiB) decoded
+    and held before the first of their events is handed over."""
+
+    def test_a_reset_behind_megabytes_of_small_messages(self) -> None:
+        import struct
+        import time
+
+        big = frame(OP_BINARY, bytes(64 * KiB))
+        small = frame(OP_BINARY, b"s" * 62) * 1024  # 64 KiB of 64-byte frames
+        flooded: list[int] = []
+
+        def script(connection: RawConnection) -> None:
+            connection.handshake()
+            for _ in range(800):  # 50 MiB read at full speed: the client's buffer grows
+                connection.send(big)
+            connection.send(frame(OP_TEXT, b"pause"))
+            connection.sock.settimeout(0.5)
+            sent = 0
+            with contextlib.suppress(socket.timeout):
+                while True:  # until the client's buffers are full
+                    connection.sock.sendall(small)
+                    sent += len(small)
+            flooded.append(sent)
+            linger = struct.pack("ii", 1, 0)
+            connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            connection.sock.close()  # a reset
+
+        failed: list[BaseException] = []
+        peaks: list[int] = []
+        with raw_server(script) as url:
+            ws = WebSocket(url)
+            for event in ws.connect(ping_rate=0, close_timeout=5):
+                if event.name == "text":
+                    time.sleep(1.5)  # the application is busy: the server floods, resets
+                    tracemalloc.start()
+                    try:
+                        ws.send_text("ack")  # meets the reset
+                    except TransportFail as error:
+                        failed.append(error)
+                last = event
+                del event
+            if tracemalloc.is_tracing():
+                peaks.append(tracemalloc.get_traced_memory()[1])
+                tracemalloc.stop()
+        assert last.name == "disconnected"
+        assert failed, "the send did not meet the reset"
+        if flooded[0] < 4 * MiB:
+            pytest.skip(f"the kernel held only {flooded[0] / MiB:.1f} MiB")
+        # One read (256 KiB of 64-byte messages: 4,096 events) at a time, as without
+        # the write failure; not everything the kernel held at once.
+        assert peaks[0] < 2 * MiB, (
+            f"peak {peaks[0] / MiB:.1f} MiB for {flooded[0] / MiB:.1f} MiB in the kernel"
+        )
