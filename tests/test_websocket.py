@@ -723,3 +723,42 @@ class TestConnectArguments:
         assert escaped is None, f"{escaped} escaped the loop after {names(collected)}"
         assert not [warning for warning in caught if warning.category is ResourceWarning]
         assert names(collected) == OPEN + ["closed", "disconnected"]
+
+
+class TestTraceCallable:
+    def test_a_trace_callable_may_use_the_websocket(self) -> None:
+        """The trace callable gets ``socket_send`` records while the session lock is
+        held (``_drain_locked``): one that calls ``close()`` or a ``send_*`` on the same
+        WebSocket then waits for that lock for ever (it is not reentrant), and so does
+        every thread that touches the WebSocket after it."""
+
+        def script(connection: RawConnection) -> None:
+            connection.handshake()
+            echo_close(connection, Report())
+
+        with raw_server(script) as url:
+            ws: WebSocket | None = None
+            calls: list[str] = []
+
+            def trace(record: dict[str, Any]) -> None:
+                if record["stage"] == "socket_send" and ws is not None and ws.is_active:
+                    if not calls:
+                        calls.append("close")
+                        ws.close()  # e.g. an application that stops on a condition
+
+            ws = WebSocket(url, trace=trace)
+            collected: list[Any] = []
+
+            def loop() -> None:
+                assert ws is not None
+                for event in ws.connect(close_timeout=2):
+                    collected.append(event)
+                    if event.name == "ready":
+                        ws.send_text("hello")
+
+            thread = threading.Thread(target=loop, daemon=True)
+            thread.start()
+            thread.join(5)
+            assert not thread.is_alive(), f"the loop is stuck after {names(collected)}"
+        assert calls == ["close"]
+        assert names(collected)[-1] == "disconnected"
