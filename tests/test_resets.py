@@ -309,7 +309,6 @@ class TestNothingEscapesTheLoop:
                 assert closing_of(collected).code == 1011
 
 
-
 def dropping_inside_read(
     trusting: ssl.SSLContext, drop: Any
 ) -> tuple[ssl.SSLContext, threading.Event]:
