@@ -179,6 +179,41 @@ class TestAutomaticPongs:
         assert pings == 256 * batches
         assert used < 2 * MiB, f"peak {used / MiB:.1f} MiB"
 
+    def test_empty_ping_flood_from_a_server_that_never_reads(self) -> None:
+        """One read holds up to 131,072 empty pings: they must not each leave a pong.
+
+        Pongs replace each other only once the socket was found full
+        (``output_blocked``); every ping of the read that finds it full still queues
+        its own pong, and they stay queued for as long as the server does not read.
+        """
+        batch = frame(OP_PING) * (16 * KiB)  # 32 KiB of empty pings
+        batches = 64  # 1,048,576 pings: about 6 MiB of pongs, more than the kernel takes
+        done = threading.Event()
+
+        def script(connection: RawConnection) -> None:
+            connection.handshake()
+            for _ in range(batches):
+                connection.send(batch)
+            connection.send(close_frame(1000))
+            connection.sock.shutdown(socket.SHUT_WR)
+            done.wait(10)  # still never reading, until the client has ended
+
+        pings = 0
+        waiting = 0  # the most bytes the protocol held for the server
+        with raw_server(script, receive_buffer=4 * KiB) as url:
+            ws = WebSocket(url)
+            for event in ws.connect(close_timeout=5, ping_rate=0):
+                pings += event.name == "ping"
+                assert ws.session is not None
+                waiting = max(waiting, ws.session.protocol.output_size)
+                last = event
+            done.set()
+        assert last.name == "disconnected"
+        assert pings == 16 * KiB * batches
+        # One empty pong is 6 bytes (header and masking key): allow a few, not
+        # a read's worth (262,152 bytes, 43,692 pongs, seen before this test).
+        assert waiting <= 1 * KiB, f"{waiting} bytes ({waiting // 6} pongs) waiting"
+
 
 class TestInflateWork:
     """Inflating costs time linear in the input, and deflate streams per frame are capped."""
@@ -384,3 +419,60 @@ class TestReceivedMessagesAreReleased:
                 tracemalloc.stop()
         assert received == [size]
         assert held and held[0] < MiB, f"{held[0] / MiB:.1f} MiB held"
+
+
+class TestReadsAfterAWriteFailure:
+    """After a write fails, the loop reads what the kernel holds (for the server's
+    close frame): one read at a time, as always, not up to 64 reads (16 MiB) decoded
+    and held before the first of their events is handed over."""
+
+    def test_a_reset_behind_megabytes_of_small_messages(self) -> None:
+        import struct
+        import time
+
+        big = frame(OP_BINARY, bytes(64 * KiB))
+        small = frame(OP_BINARY, b"s" * 62) * 1024  # 64 KiB of 64-byte frames
+        flooded: list[int] = []
+
+        def script(connection: RawConnection) -> None:
+            connection.handshake()
+            for _ in range(800):  # 50 MiB read at full speed: the client's buffer grows
+                connection.send(big)
+            connection.send(frame(OP_TEXT, b"pause"))
+            connection.sock.settimeout(0.5)
+            sent = 0
+            with contextlib.suppress(socket.timeout):
+                while True:  # until the client's buffers are full
+                    connection.sock.sendall(small)
+                    sent += len(small)
+            flooded.append(sent)
+            linger = struct.pack("ii", 1, 0)
+            connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            connection.sock.close()  # a reset
+
+        failed: list[BaseException] = []
+        peaks: list[int] = []
+        with raw_server(script) as url:
+            ws = WebSocket(url)
+            for event in ws.connect(ping_rate=0, close_timeout=5):
+                if event.name == "text":
+                    time.sleep(1.5)  # the application is busy: the server floods, resets
+                    tracemalloc.start()
+                    try:
+                        ws.send_text("ack")  # meets the reset
+                    except TransportFail as error:
+                        failed.append(error)
+                last = event
+                del event
+            if tracemalloc.is_tracing():
+                peaks.append(tracemalloc.get_traced_memory()[1])
+                tracemalloc.stop()
+        assert last.name == "disconnected"
+        assert failed, "the send did not meet the reset"
+        if flooded[0] < 4 * MiB:
+            pytest.skip(f"the kernel held only {flooded[0] / MiB:.1f} MiB")
+        # One read (256 KiB of 64-byte messages: 4,096 events) at a time, as without
+        # the write failure; not everything the kernel held at once.
+        assert peaks[0] < 2 * MiB, (
+            f"peak {peaks[0] / MiB:.1f} MiB for {flooded[0] / MiB:.1f} MiB in the kernel"
+        )

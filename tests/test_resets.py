@@ -307,3 +307,77 @@ class TestNothingEscapesTheLoop:
             if "close" in ending:
                 # Sent before the FIN or reset: always read, always reported.
                 assert closing_of(collected).code == 1011
+
+
+def dropping_inside_read(
+    trusting: ssl.SSLContext, drop: Any
+) -> tuple[ssl.SSLContext, threading.Event]:
+    """A client context (trusting what ``trusting`` trusts) whose sockets run ``drop``
+    in another thread at one moment of a read, once armed: inside
+    ``SSLSocket.recv_into``, after it chose the TLS path, before ``SSLSocket.read``
+    runs. The loop reads without the session lock, so another thread's
+    ``force_disconnect()`` (or ``close()``, or the end of a ``with`` block) can come
+    exactly there; the hook makes that moment certain instead of rare.
+    """
+    armed = threading.Event()
+
+    class DropInsideRead(ssl.SSLSocket):
+        def read(self, len: int = 1024, buffer: Any = None) -> Any:  # noqa: A002
+            if armed.is_set():
+                armed.clear()
+                thread = threading.Thread(target=drop)
+                thread.start()
+                thread.join(5)
+            return super().read(len, buffer)
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for certificate in trusting.get_ca_certs(binary_form=True):
+        context.load_verify_locations(cadata=certificate)
+    context.sslsocket_class = DropInsideRead
+    return context, armed
+
+
+class TestDroppingWhileTheLoopReadsTLS:
+    """``force_disconnect()``, ``close()`` or the end of a ``with`` block, from another
+    thread, while the loop reads a ``wss://`` socket.
+
+    ``SSLSocket.shutdown()`` sets the socket's TLS object to ``None``; a read already
+    inside ``recv_into`` then raises ``ValueError`` ("Read on closed or unwrapped SSL
+    socket") or ``AttributeError``: neither is an ``OSError``, and it escapes the
+    loop. Without the hook, against a server that streams, it happens about once in a
+    few hundred drops.
+    """
+
+    @pytest.mark.parametrize("how", ["force_disconnect", "session-close", "with-exit"])
+    def test_drop_in_the_middle_of_a_read(
+        self, tls: tuple[ssl.SSLContext, ssl.SSLContext], how: str
+    ) -> None:
+        server_context, client_context = tls
+
+        def script(connection: RawConnection) -> None:
+            connection.handshake()
+            with contextlib.suppress(OSError):
+                while True:
+                    connection.send(frame(0x2, b"x" * 100))
+                    time.sleep(0.001)
+
+        with raw_server(script, ssl_context=server_context) as url:
+            ws = WebSocket(url)
+            drops = {
+                "force_disconnect": ws.force_disconnect,
+                "session-close": lambda: ws.session.close(),  # type: ignore[union-attr]
+                "with-exit": lambda: ws.__exit__(None, None, None),
+            }
+            ws.ssl_context, armed = dropping_inside_read(client_context, drops[how])
+            collected: list[Any] = []
+            escaped: list[BaseException] = []
+            try:
+                for event in ws.connect(ping_rate=0, close_timeout=5):
+                    collected.append(event)
+                    if names(collected).count("binary") == 3:
+                        armed.set()
+            except Exception as error:  # what the docs promise never happens
+                escaped.append(error)
+        assert not escaped, f"{escaped[0]!r} escaped the loop after {names(collected)}"
+        assert names(collected)[-1] == "disconnected"
+        assert collected[-1].graceful is False

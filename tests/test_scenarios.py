@@ -576,6 +576,39 @@ class TestTimeouts:
         assert all(0.06 <= gap <= 0.14 for gap in gaps), gaps
         assert 0.35 <= polls[-1] - polls[1] <= 0.5  # no drift over four periods
 
+    @pytest.mark.parametrize("opcode", [OP_PONG, OP_PING], ids=["pong", "ping"])
+    def test_timers_are_on_time_under_a_flood_of_empty_frames(self, opcode: int) -> None:
+        """One read of 256 KiB holds 131,072 empty frames (unsolicited pongs are a
+        heartbeat RFC 6455 §5.5.3 allows): the loop yields them all before it looks at
+        the clock again, so with a loop body that does nothing, ``poll`` and
+        ``close_timeout`` fire hundreds of milliseconds late (docs/limits.rst: "fires
+        on time whatever the traffic")."""
+        flood = frame(opcode) * (128 * 1024)
+
+        def script(connection: RawConnection) -> None:
+            connection.handshake()
+            with contextlib.suppress(OSError):
+                while True:
+                    connection.send(flood)
+
+        with raw_server(script) as url:
+            ws = WebSocket(url)
+            polls: list[float] = []
+            closed_at: list[float] = []
+            for event in ws.connect(poll=0.1, ping_rate=0, close_timeout=0.5):
+                if event.name == "poll":
+                    polls.append(time.monotonic())
+                    if len(polls) == 10:
+                        ws.close()
+                        closed_at.append(time.monotonic())
+                last = event
+            ended = time.monotonic()
+        assert last.name == "disconnected" and "close timeout" in last.reason
+        gaps = [later - earlier for earlier, later in zip(polls[1:], polls[2:])]
+        assert max(gaps) <= 0.2, [round(gap, 3) for gap in gaps]
+        waited = ended - closed_at[0]
+        assert waited <= 0.6, f"close_timeout 0.5 s ended the connection after {waited:.3f} s"
+
 
 # -- control frames -----------------------------------------------------------------
 

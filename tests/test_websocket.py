@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import math
 import socket
 import threading
+import warnings
 from typing import Any, Callable
 
 import pytest
@@ -454,6 +456,20 @@ class TestArgumentChecks:
         data = sorted((event.name, event.data) for event in received)
         assert data == [("binary", b"ba"), ("binary", b"mv"), ("pong", b"p" * 125)]
 
+    @pytest.mark.parametrize("send", ["send_ping", "send_pong"])
+    def test_control_payload_is_measured_in_bytes(self, send: str) -> None:
+        """A memoryview of 8-byte items has ``len()`` 100 but 800 bytes: it must be
+        refused like any payload over 125 bytes, not sent as an 800-byte ping (a
+        control frame no server accepts, RFC 6455 §5.5). Arguments are checked before
+        the connection state (docs/sending.rst), so no server is needed.
+        """
+        import array
+
+        wide = memoryview(array.array("q", [0] * 100))
+        assert wide.nbytes == 800
+        with pytest.raises(ValueError):
+            getattr(WebSocket("ws://example.org/"), send)(wide)
+
     def test_send_json_serialises_like_json_dumps(self) -> None:
         report = Report()
 
@@ -674,3 +690,75 @@ class TestConnectArguments:
         error = TypeError if isinstance(value, str) else ValueError
         with pytest.raises(error, match="connect_timeout"):
             WebSocket("ws://example.org", connect_timeout=value)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+    @pytest.mark.parametrize("value", [1e10, 1e300])
+    def test_connect_timeout_longer_than_a_socket_timeout_can_be(
+        self, value: float, host: str
+    ) -> None:
+        """Finite and positive, so the constructor takes it (or may refuse it with
+        ``ValueError``); taken, nothing may escape the loop. ``socket.settimeout()``
+        and ``Thread.join()`` raise ``OverflowError`` past about 292 years (9.2e9 s),
+        as ``persist()`` already knows for ``Event.wait()`` (``threading.TIMEOUT_MAX``).
+        """
+        with websockets_server(echo) as url:
+            try:
+                ws = WebSocket(url.replace("127.0.0.1", host), connect_timeout=value)
+            except ValueError:
+                return  # refusing it up front keeps the promise too
+            collected: list[Any] = []
+            escaped = None
+            # A socket left open on the way out warns when collected: catch that
+            # here, not in whichever test runs next.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ResourceWarning)
+                try:
+                    for event in ws.connect():
+                        collected.append(event)
+                        if event.name == "ready":
+                            ws.close()
+                except Exception as error:  # the promise: never an exception
+                    escaped = repr(error)
+                gc.collect()
+        assert escaped is None, f"{escaped} escaped the loop after {names(collected)}"
+        assert not [warning for warning in caught if warning.category is ResourceWarning]
+        assert names(collected) == OPEN + ["closed", "disconnected"]
+
+
+class TestTraceCallable:
+    def test_a_trace_callable_may_use_the_websocket(self) -> None:
+        """The trace callable gets ``socket_send`` records while the session lock is
+        held (``_drain_locked``): one that calls ``close()`` or a ``send_*`` on the same
+        WebSocket then waits for that lock for ever (it is not reentrant), and so does
+        every thread that touches the WebSocket after it."""
+
+        def script(connection: RawConnection) -> None:
+            connection.handshake()
+            echo_close(connection, Report())
+
+        with raw_server(script) as url:
+            ws: WebSocket | None = None
+            calls: list[str] = []
+
+            def trace(record: dict[str, Any]) -> None:
+                if record["stage"] == "socket_send" and ws is not None and ws.is_active:
+                    if not calls:
+                        calls.append("close")
+                        ws.close()  # e.g. an application that stops on a condition
+
+            ws = WebSocket(url, trace=trace)
+            collected: list[Any] = []
+
+            def loop() -> None:
+                assert ws is not None
+                for event in ws.connect(close_timeout=2):
+                    collected.append(event)
+                    if event.name == "ready":
+                        ws.send_text("hello")
+
+            thread = threading.Thread(target=loop, daemon=True)
+            thread.start()
+            thread.join(5)
+            assert not thread.is_alive(), f"the loop is stuck after {names(collected)}"
+        assert calls == ["close"]
+        assert names(collected)[-1] == "disconnected"

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import datetime
+import hashlib
 import inspect
+import shutil
+import socket
 import ssl
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,7 +21,16 @@ from typing import Any, Iterator
 import pytest
 import trustme
 from peers import wait_for_eof
-from servers import OPEN, RawConnection, echo, names, raw_server, run, websockets_server
+from servers import (
+    OPEN,
+    WS_GUID,
+    RawConnection,
+    echo,
+    names,
+    raw_server,
+    run,
+    websockets_server,
+)
 
 from lomond import WebSocket
 
@@ -275,3 +290,126 @@ class TestUnverified:
     def test_ssl_verify_false_in_process(self, wss_url: str) -> None:
         collected = close_when_ready(WebSocket(wss_url, ssl_verify=False))
         assert names(collected) == OPEN + ["text", "closed", "disconnected"]
+
+
+# -- a server that renegotiates (TLS 1.2) and then stalls ---------------------------
+
+
+@contextlib.contextmanager
+def renegotiating_server(cert: trustme.LeafCert, directory: Path) -> Iterator[Any]:
+    """``openssl s_server`` (TLS 1.2) behind a relay that can stop its replies.
+
+    Yields an object with ``port`` (the relay's), ``answer(bytes)`` (the server
+    writes it to the client, LF becoming CRLF) and ``renegotiate_and_stall()``: the
+    server sends a HelloRequest, the relay passes it on and then drops everything
+    the server sends, so the renegotiation the client starts never completes (what
+    a hostile server, or one that hangs, does).
+    """
+    key, chain = directory / "key.pem", directory / "cert.pem"
+    cert.private_key_pem.write_to_path(str(key))
+    cert.cert_chain_pems[0].write_to_path(str(chain))
+    command = ["openssl", "s_server", "-tls1_2", "-cert", str(chain), "-key", str(key)]
+    command += ["-accept", "127.0.0.1:0", "-naccept", "1", "-crlf"]
+    server = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    assert server.stdin is not None and server.stdout is not None
+    stdin, stdout = server.stdin, server.stdout
+    try:
+        line = b""
+        while not line.startswith(b"ACCEPT"):
+            line = stdout.readline()
+            assert line, "openssl s_server did not start"
+        server_port = int(line.rsplit(b":", 1)[1])
+        threading.Thread(target=lambda: [None for _ in stdout], daemon=True).start()
+        arm, stall = threading.Event(), threading.Event()
+        listener = socket.create_server(("127.0.0.1", 0))
+
+        def pump(source: socket.socket, target: socket.socket, from_server: bool) -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    if from_server and stall.is_set():
+                        continue
+                    target.sendall(data)
+                    if from_server and arm.is_set():
+                        stall.set()  # the HelloRequest went through: nothing more
+
+        def relay() -> None:
+            with contextlib.suppress(OSError):
+                client, _ = listener.accept()
+                with client, socket.create_connection(("127.0.0.1", server_port)) as upstream:
+                    back = threading.Thread(target=pump, args=(upstream, client, True))
+                    back.start()
+                    pump(client, upstream, False)
+                    with contextlib.suppress(OSError):
+                        upstream.shutdown(socket.SHUT_RDWR)
+                    back.join(5)
+
+        relaying = threading.Thread(target=relay, daemon=True)
+        relaying.start()
+
+        class Control:
+            port = listener.getsockname()[1]
+
+            @staticmethod
+            def answer(data: bytes) -> None:
+                stdin.write(data)
+                stdin.flush()
+
+            @staticmethod
+            def renegotiate_and_stall() -> None:
+                arm.set()
+                stdin.write(b"r\n")  # s_server: request a renegotiation
+                stdin.flush()
+                assert stall.wait(5), "the server sent no HelloRequest"
+
+        try:
+            yield Control
+        finally:
+            listener.close()
+            server.kill()
+            relaying.join(5)
+    finally:
+        server.kill()
+        server.wait(5)
+        stdin.close()
+        stdout.close()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+class TestRenegotiationThatNeverCompletes:
+    """A write that meets a renegotiation gets ``SSLWantReadError``: it can go on only
+    after the server's handshake arrives. Waiting for the socket to be *writable*
+    then wakes the loop at once, again and again: 100% CPU for as long as the server
+    stalls (until ``close_timeout``, or for ever without a close), no progress.
+    """
+
+    def test_the_loop_does_not_spin(self, ca: trustme.CA, tmp_path: Path) -> None:
+        with renegotiating_server(ca.issue_cert("127.0.0.1"), tmp_path) as server:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ca.configure_trust(context)
+            ws = WebSocket(f"wss://127.0.0.1:{server.port}/", ssl_context=context)
+            loop = ws.connect(ping_rate=0, poll=0.1, close_timeout=1)
+            accept = base64.b64encode(hashlib.sha1(ws.key + WS_GUID).digest())
+            server.answer(
+                b"HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\n"
+                b"Connection: Upgrade\nSec-WebSocket-Accept: " + accept + b"\n\n"
+            )
+            polls = 0
+            cpu: list[float] = []
+            for event in loop:
+                if event.name == "ready":
+                    server.renegotiate_and_stall()
+                elif event.name == "poll":
+                    polls += 1
+                    if polls == 3:
+                        ws.send_text("sent while the renegotiation waits")
+                        start = (time.monotonic(), time.process_time())
+                    elif polls == 13:  # a second later
+                        wall = time.monotonic() - start[0]
+                        cpu.append((time.process_time() - start[1]) / wall)
+                        ws.force_disconnect()
+        assert cpu and cpu[0] < 0.5, f"the loop used {cpu[0]:.0%} of a CPU while waiting"
