@@ -86,7 +86,7 @@ class WebSocket:
         target = parse_url(url)
         if not isinstance(compress, (bool, Deflate)):
             raise TypeError("compress must be True, False or a lomond.compression.Deflate")
-        check_seconds("connect_timeout", connect_timeout, zero=False)
+        check_seconds("connect_timeout", connect_timeout, least="more than 0")
         _check_size("max_message_size", max_message_size)
 
         self.scheme = target.scheme
@@ -442,9 +442,9 @@ class WebSocket:
             TypeError: ``data`` is not bytes.
             ValueError: ``data`` is longer than 125 bytes.
         """
-        _check_control_payload("ping", data)
-        self._connected_session().send(lambda p: p.send_ping(bytes(data)))
-        self._trace("send_ping", length=len(data))
+        payload = _control_payload("ping", data)
+        self._connected_session().send(lambda p: p.send_ping(payload))
+        self._trace("send_ping", length=len(payload))
 
     def send_pong(self, data: bytes) -> None:
         """Send a pong (``data``: bytes, at most 125).
@@ -453,9 +453,9 @@ class WebSocket:
             TypeError: ``data`` is not bytes.
             ValueError: ``data`` is longer than 125 bytes.
         """
-        _check_control_payload("pong", data)
-        self._connected_session().send(lambda p: p.send_pong(bytes(data)))
-        self._trace("send_pong", length=len(data))
+        payload = _control_payload("pong", data)
+        self._connected_session().send(lambda p: p.send_pong(payload))
+        self._trace("send_pong", length=len(payload))
 
     def close(self, code: int = Status.NORMAL, reason: str | bytes = "goodbye") -> None:
         """Start the closing handshake; the loop ends once the server has answered.
@@ -492,11 +492,20 @@ class WebSocket:
             self._trace("close_requested", code=int(code), reason=reason_bytes.decode("utf-8"))
 
 
-def _check_control_payload(kind: str, data: object) -> None:
+def _control_payload(kind: str, data: object) -> bytes:
+    """Check a ping or pong payload and return its bytes.
+
+    Raises:
+        TypeError: ``data`` is not bytes-like.
+        ValueError: ``data`` is over 125 bytes (counted in bytes, whatever a
+            memoryview's item size).
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"{kind} data must be bytes, not {type(data).__name__}")
-    if len(data) > 125:
+    size = data.nbytes if isinstance(data, memoryview) else len(data)
+    if size > 125:
         raise ValueError(f"{kind} data must be at most 125 bytes (RFC 6455 §5.5)")
+    return bytes(data)
 
 
 def _check_size(name: str, value: object) -> None:

@@ -42,7 +42,7 @@ from .._logging import log
 from ..errors import ConnectFail, TransportFail
 from ..network.connector import Connector
 from ..network.deadline import Clock, Deadline
-from ..network.sockets import PLAIN_WOULD_BLOCK, SocketLike
+from ..network.sockets import PLAIN_WOULD_BLOCK, SocketLike, shutdown
 from ..protocol import ClientProtocol, State
 from ..protocol.states import CLOSE_QUEUED
 from .timers import Timers
@@ -116,6 +116,10 @@ class WebsocketSession:
         # over a plain socket) its pending(): both set when the connection opens.
         self._would_block: tuple[type[OSError], ...] = PLAIN_WOULD_BLOCK
         self._tls_pending: Callable[[], int] | None = None
+        # What a write raises when it can go on only after a read, and whether the
+        # last one did (then the loop waits to read, not to write: see _wait).
+        self._write_needs_read_errors: tuple[type[OSError], ...] = ()
+        self._write_needs_read = False
         self._proxy_url: str | None = None
         self._selector: selectors.BaseSelector | None = None
         self._write_interest = False
@@ -125,6 +129,8 @@ class WebsocketSession:
         self._sent_total = 0
         # Why writing failed, once it has: nothing more is written after that.
         self._write_error: str | None = None
+        # Trace records noted under the lock, to emit once it is released.
+        self._traces: list[tuple[str, dict[str, object]]] = []
         self._wake_reader: socket.socket | None = None
         self._wake_writer: socket.socket | None = None
         self._loop_thread: int | None = None
@@ -178,6 +184,8 @@ class WebsocketSession:
         in_loop = threading.get_ident() == self._loop_thread
         with self._lock:
             result = self._apply_locked(action, in_loop)
+        if self._traces:
+            self._emit_traces()
         if not in_loop:
             self._wake()
         return result
@@ -195,14 +203,21 @@ class WebsocketSession:
         in_loop = threading.get_ident() == self._loop_thread
         with self._lock:
             result = self._apply_locked(action, in_loop)
-            if self._write_error is not None:
-                raise TransportFail(self._write_error)
+            failure = self._write_error
             waiting = len(self._unsent) + self.protocol.output_size
             end = self._sent_total + waiting  # where the caller's data ends
+        if self._traces:
+            self._emit_traces()
         if not in_loop:
             self._wake()
-            if waiting > HIGH_WATER:
+        if failure is not None:
+            raise TransportFail(failure)
+        if waiting > HIGH_WATER and not in_loop:
+            try:
                 self._wait_for_room(end)
+            finally:
+                if self._traces:
+                    self._emit_traces()
         return result
 
     def _apply_locked(self, action: Callable[[ClientProtocol], T], in_loop: bool) -> T:
@@ -241,15 +256,13 @@ class WebsocketSession:
             if self.running:
                 # The loop may be waiting on the socket in another thread: end the
                 # connection, and let the loop close the socket.
-                sock = self._sock
-                if sock is not None:
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+                if self._sock is not None:
+                    shutdown(self._sock)
             else:
                 self._close_socket_locked()
         self._wake()
+        if self._traces:
+            self._emit_traces()
 
     # -- output -------------------------------------------------------------------
 
@@ -287,12 +300,17 @@ class WebsocketSession:
                     protocol.output_blocked = False
                     return
                 unsent = self._unsent = memoryview(data)
-                self._trace("socket_send", length=len(data))
+                if self.tracer is not None:
+                    # Emitted once the lock is released (the callable may use the
+                    # WebSocket): see _emit_traces.
+                    self._traces.append(("socket_send", {"length": len(data)}))
             try:
                 sent = sock.send(unsent)
-            except self._would_block:
+            except self._would_block as error:
                 protocol.output_blocked = True
+                self._write_needs_read = isinstance(error, self._write_needs_read_errors)
                 return
+            self._write_needs_read = False
             self._sent_total += sent
             self._unsent = unsent[sent:]
 
@@ -347,8 +365,12 @@ class WebsocketSession:
                     raise TransportFail("connection closed before the data was sent")
                 if len(self._unsent) + self.protocol.output_size <= HIGH_WATER:
                     return
+                needs_read = self._write_needs_read
+            if self._traces:
+                self._emit_traces()
             try:
-                select.select([], [sock], [], 0.1)
+                # Writable is no news when the write needs a read, which the loop does.
+                select.select([], [] if needs_read else [sock], [], 0.1)
             except (OSError, ValueError):
                 # The loop closed the socket meanwhile; the next round sees it.
                 continue
@@ -374,6 +396,17 @@ class WebsocketSession:
     def _trace(self, stage: str, **fields: object) -> None:
         if self.tracer is not None:
             self.tracer(stage, **fields)
+
+    def _emit_traces(self) -> None:
+        """Emit the trace records noted while the lock was held.
+
+        Records are never emitted under the lock: the trace callable may call the
+        WebSocket (``close()``, a ``send_*``), which takes the lock.
+        """
+        with self._lock:
+            traces, self._traces = self._traces, []
+        for stage, fields in traces:
+            self._trace(stage, **fields)
 
     # -- the loop -----------------------------------------------------------------
 
@@ -406,6 +439,8 @@ class WebsocketSession:
             if resource is not None:
                 resource.close()
         self._selector = self._wake_reader = self._wake_writer = None
+        if self._traces:
+            self._emit_traces()
 
     def _open(self) -> SocketLike:
         deadline = Deadline(self.connect_timeout, self._clock)
@@ -427,11 +462,12 @@ class WebsocketSession:
                         f"timed out after {deadline.seconds:g}s sending the upgrade request"
                     ) from None
                 raise ConnectFail(f"could not send the upgrade request: {error}") from None
-            self._trace("socket_send", length=len(request))
             sock.setblocking(False)
             self._would_block = opened.would_block
             self._tls_pending = opened.tls_pending
+            self._write_needs_read_errors = opened.write_needs_read
             self._sock = sock
+        self._trace("socket_send", length=len(request))
         self._connect_deadline = deadline
         return sock
 
@@ -475,11 +511,16 @@ class WebsocketSession:
         plain = _MESSAGE_EVENTS if self.tracer is None else frozenset()
         get_ident = threading.get_ident
         event: events.Event | None = None
+        # After a write failure, how many more reads there may be (see below).
+        reads_left = READS_AFTER_WRITE_FAILURE
         while True:
             with self._lock:
                 received = protocol.events_received()
-                if protocol.failure is not None:
-                    self._flush_locked()  # the close frame of a deferred failure
+                # What parsing produced: pongs (before their Ping is handed over), the
+                # close frame of a deferred failure.
+                self._flush_locked()
+            if self._traces:
+                self._emit_traces()
             for event in received:
                 kind = type(event)
                 if kind in plain:
@@ -525,10 +566,12 @@ class WebsocketSession:
                     continue
             if self._write_error is not None:
                 # Read what the server sent before writing failed (its close frame,
-                # typically, when it reset the connection after it), then end.
-                self._read_what_arrived(sock)
-                with self._lock:
-                    self._abort_locked(self._write_error)
+                # typically, when it reset the connection after it), one read a
+                # pass so that its events are handed over as they come; then end.
+                reads_left -= 1
+                if reads_left < 0 or not self._read(sock):
+                    with self._lock:
+                        self._abort_locked(self._write_error)
                 continue
             self._wait(timers.timeout(protocol.state, self._close_sent_at))
 
@@ -543,6 +586,8 @@ class WebsocketSession:
         self._writes_while_suspended = 0
         with self._lock:
             self._flush_locked()
+        if self._traces:
+            self._emit_traces()
 
     def _fire_timers(self, timers: Timers) -> events.Event | None:
         """Act on every due deadline; return the event to yield, if any."""
@@ -585,7 +630,9 @@ class WebsocketSession:
         sock = self._sock
         if selector is None or sock is None:  # pragma: no cover - the loop ends first
             return
-        want_write = bool(self._unsent)
+        # A TLS write that needs a read first is retried after each read, not when
+        # the socket is writable (which it is, at once, again and again).
+        want_write = bool(self._unsent) and not self._write_needs_read
         if not want_write and self.spin_time and (timeout is None or timeout > 0):
             if self._spin(sock, timeout):
                 return
@@ -665,6 +712,11 @@ class WebsocketSession:
                     data = sock.recv(READ_SIZE)
                     size = len(data)
             except self._would_block:
+                if self._write_needs_read:
+                    # The read may have moved the TLS layer on (handshake records,
+                    # no data): the waiting write may go on now.
+                    with self._lock:
+                        self._flush_locked()
                 return read
             except OSError as error:
                 with self._lock:
@@ -678,6 +730,8 @@ class WebsocketSession:
                 else:
                     self._end_of_input_locked()
                 self._flush_locked()
+            if self._traces:
+                self._emit_traces()
             # Decrypted bytes buffered inside the TLS layer never wake the selector.
             pending = self._tls_pending
             if not size or pending is None or not pending():
@@ -687,12 +741,6 @@ class WebsocketSession:
         if self._close_frame_unsent_locked():
             self.protocol.send_failed("connection closed before our close frame was sent")
         self.protocol.receive_eof()
-
-    def _read_what_arrived(self, sock: SocketLike) -> None:
-        """Read (after a write failed) what the kernel holds, up to a bound."""
-        for _ in range(READS_AFTER_WRITE_FAILURE):
-            if self.protocol.state is State.DISCONNECTED or not self._read(sock):
-                return
 
     def _note_event(self, event: events.Event) -> None:
         """Log and trace an event before it is yielded."""

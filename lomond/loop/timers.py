@@ -8,24 +8,23 @@ from ..network.deadline import Clock, Deadline
 from ..protocol import State
 
 
-def check_seconds(name: str, value: object, *, zero: bool = True) -> None:
+def check_seconds(name: str, value: object, least: str = "0 or more") -> None:
     """Check a duration argument: ``None`` or a finite number of seconds, not negative.
 
     Args:
         name: The argument's name, for the message.
         value: The value to check.
-        zero: Whether ``0`` is allowed.
+        least: ``"0 or more"``, or ``"more than 0"`` to refuse ``0`` too.
 
     Raises:
         TypeError: ``value`` is not a number (``bool`` included) nor ``None``.
-        ValueError: ``value`` is negative (or ``0`` when not allowed), NaN or infinite.
+        ValueError: ``value`` is negative (or ``0``, if refused), NaN or infinite.
     """
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-        least = "0 or more" if zero else "more than 0"
+    if not math.isfinite(value) or value < 0 or (value == 0 and least != "0 or more"):
         raise ValueError(f"{name} must be a finite number of seconds, {least}, not {value!r}")
 
 

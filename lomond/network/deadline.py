@@ -9,11 +9,17 @@ from typing import Callable
 Clock = Callable[[], float]
 
 
+#: Seconds (about 68 years) past which a deadline is taken to never pass: socket
+#: timeouts and thread joins refuse values not much larger (``OverflowError``).
+NEVER_AFTER = float(2**31)
+
+
 class Deadline:
     """A moment ``seconds`` after now, or never (``seconds=None``).
 
     Args:
-        seconds: How long from now; ``None`` for a deadline that never passes.
+        seconds: How long from now; ``None`` (or more than :data:`NEVER_AFTER`) for a
+            deadline that never passes.
         clock: The clock to measure on.
     """
 
@@ -22,7 +28,9 @@ class Deadline:
     def __init__(self, seconds: float | None, clock: Clock = time.monotonic) -> None:
         self.seconds = seconds
         self._clock = clock
-        self.when = None if seconds is None else clock() + seconds
+        self.when: float | None = None
+        if seconds is not None and seconds <= NEVER_AFTER:
+            self.when = clock() + seconds
 
     def __repr__(self) -> str:
         return f"Deadline(seconds={self.seconds!r}, remaining={self.remaining()!r})"

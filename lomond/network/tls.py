@@ -42,6 +42,9 @@ def make_ssl_context(verify: bool = True, cafile: str | None = None) -> ssl.SSLC
     global _unverified_warning_logged
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # A renegotiation (TLS 1.2) that the server starts and never finishes would stall
+    # every write: refuse them (OpenSSL 1.1.0h and later).
+    context.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -96,7 +99,7 @@ def is_ssl_socket(sock: object) -> bool:
 def opened(sock: SocketLike, proxy_url: str | None) -> Opened:
     """Describe a TLS connection (or one through an ``https://`` proxy) to the session."""
     pending = sock.pending if is_ssl_socket(sock) else None  # type: ignore[attr-defined]
-    return Opened(sock, proxy_url, WOULD_BLOCK, pending)
+    return Opened(sock, proxy_url, WOULD_BLOCK, pending, (ssl.SSLWantReadError,))
 
 
 def wrap_tls(
@@ -171,7 +174,8 @@ class NestedTLSSocket:
         self._outer.setblocking(flag)
 
     def shutdown(self, how: int, /) -> None:
-        self._outer.shutdown(how)
+        """Shut down the TCP connection itself (see :meth:`SocketLike.shutdown`)."""
+        socket.socket.shutdown(self._outer, how)
 
     def close(self) -> None:
         self._outer.close()

@@ -47,6 +47,12 @@ __all__ = ["ClientProtocol", "State"]
 #: A wall clock for the events' ``received_time`` (the shell passes :func:`time.time`).
 WallClock = Callable[[], float]
 
+#: The most events one call of :meth:`ClientProtocol.events_received` parses the
+#: input for. The rest of the input waits, parsed at the next call: a read of tiny
+#: frames (a quarter of a million from 256 KiB) is handed over in batches, and the
+#: shell looks at its timers in between.
+EVENTS_PER_BATCH = 1024
+
 
 class ClientProtocol:
     """One WebSocket connection, from the upgrade request to the end, as pure logic.
@@ -96,6 +102,8 @@ class ClientProtocol:
         self.close_reason = ""
         # A protocol error found behind events the application has not seen yet.
         self._deferred_error: ProtocolError | None = None
+        # Whether input waits to be parsed: a batch of events was full.
+        self._input_waits = False
         # Why bytes from data_to_send() never reached the server (see send_failed).
         self._send_failure: str | None = None
 
@@ -118,7 +126,7 @@ class ClientProtocol:
     @property
     def has_events(self) -> bool:
         """Whether :meth:`events_received` has something to return."""
-        return bool(self._events) or self._deferred_error is not None
+        return bool(self._events) or self._deferred_error is not None or self._input_waits
 
     @property
     def can_send(self) -> bool:
@@ -179,16 +187,25 @@ class ClientProtocol:
         those messages come first, and the connection is failed (``ProtocolError``
         and our close frame) only on the next call. That gives the application the
         chance to act on them, e.g. to send its replies before the close frame.
+
+        At most :data:`EVENTS_PER_BATCH` events come from one call; input beyond them
+        waits (:attr:`has_events` stays true) and is parsed at the next call.
         """
         received = self._events
         self._events = []
-        if not received and self._deferred_error is not None:
+        if received:
+            return received
+        if self._deferred_error is not None:
             error, self._deferred_error = self._deferred_error, None
             self._fail(error)
-            # Read on through what is buffered, for the server's close frame.
-            self.receive_data(b"")
-            received = self._events
-            self._events = []
+        elif not self._input_waits:
+            return received
+        # Parse on through what is buffered (when failing, for the server's close
+        # frame).
+        self._input_waits = False
+        self.receive_data(b"")
+        received = self._events
+        self._events = []
         return received
 
     def _send_frame(
@@ -312,6 +329,10 @@ class ClientProtocol:
 
     def receive_eof(self) -> None:
         """Process the end of the server's byte stream."""
+        while self._input_waits and self._deferred_error is None:
+            # The stream is over: what it held is parsed now, before its end.
+            self._input_waits = False
+            self.receive_data(b"")
         if self._deferred_error is not None:
             error, self._deferred_error = self._deferred_error, None
             self._fail(error)
@@ -402,7 +423,7 @@ class ClientProtocol:
     def _receive_frames(self, data: bytes) -> None:
         reader = self._reader
         reader.feed(data)
-        if self._deferred_error is not None:
+        if self._deferred_error is not None or self._input_waits:
             return  # Input waits until the application has seen the earlier events.
         while True:
             try:
@@ -420,9 +441,13 @@ class ClientProtocol:
 
     def _read_frames(self, reader: FrameReader) -> None:
         now = self._now()
+        events = self._events
         while True:
+            if len(events) >= EVENTS_PER_BATCH:
+                self._input_waits = True  # the batch is full: the rest waits
+                return
             if self._message.opcode is None and self.state is not State.FAILING:
-                self._read_whole_messages(reader, now)
+                self._read_whole_messages(reader, now, EVENTS_PER_BATCH - len(events))
             frame = reader.next_frame()
             if frame is None:
                 break
@@ -441,13 +466,13 @@ class ClientProtocol:
             with reader.pending_payload() as available:
                 self._message.probe(pending, available)
 
-    def _read_whole_messages(self, reader: FrameReader, now: float | None) -> None:
+    def _read_whole_messages(self, reader: FrameReader, now: float | None, room: int) -> None:
         """The fast path of the receive benchmarks (``recv_text``, ``recv_deflate``):
-        a run of whole single-frame messages, taken in one batch."""
+        a run of whole single-frame messages (up to ``room``), taken in one pass."""
         limit = self.max_message_size
         compression = self.compression
         compressed_limit = None if compression is None else wire_limit(limit, True)
-        frames = reader.simple_frames(wire_limit(limit, False), compressed_limit)
+        frames = reader.simple_frames(wire_limit(limit, False), compressed_limit, room)
         append = self._events.append
         for first, payload in frames:
             # A frame after an invalid one in the batch is dropped with it: the

@@ -213,7 +213,7 @@ class FrameReader:
             self._skip(header.length)
 
     def simple_frames(
-        self, max_length: int, max_compressed: int | None = None
+        self, max_length: int, max_compressed: int | None = None, max_count: int = 1 << 62
     ) -> list[tuple[int, bytes]]:
         """Take the run of *simple* frames at the head of the stream, in one pass.
 
@@ -224,7 +224,7 @@ class FrameReader:
         message (RSV1 set too) of at most that many bytes is simple as well. Reading
         a run of them in a tight loop is the receive fast path; the first frame that
         is anything else (or incomplete) ends the run and is left for
-        :meth:`next_frame`.
+        :meth:`next_frame`, and so does the run's ``max_count``-th frame.
 
         Returns:
             ``(first byte of the header, payload)`` pairs: the opcode is its low
@@ -238,7 +238,7 @@ class FrameReader:
         frames: list[tuple[int, bytes]] = []
         append = frames.append
         with memoryview(buffer) as view:
-            while end - position >= 2:
+            while end - position >= 2 and len(frames) < max_count:
                 first = buffer[position]
                 if first == _WHOLE_TEXT or first == _WHOLE_BINARY:
                     most = max_length
