@@ -702,12 +702,19 @@ class WebsocketSession:
         view = self._read_view
         if into and not view:
             view = self._read_view = memoryview(bytearray(READ_SIZE))
+        # OpenSSL must not read and write one TLS connection from two threads at
+        # once: a TLS socket is read under the lock that every write holds.
+        lock_reads = into and type(sock) is not socket.socket
         read = False
         while True:
             try:
-                if into:
-                    size = sock.recv_into(view)  # type: ignore[attr-defined]
+                if lock_reads:
+                    with self._lock:
+                        size = sock.recv_into(view)  # type: ignore[attr-defined]
                     data: bytes | memoryview = view[:size]
+                elif into:
+                    size = sock.recv_into(view)  # type: ignore[attr-defined]
+                    data = view[:size]
                 else:
                     data = sock.recv(READ_SIZE)
                     size = len(data)
@@ -734,7 +741,11 @@ class WebsocketSession:
                 self._emit_traces()
             # Decrypted bytes buffered inside the TLS layer never wake the selector.
             pending = self._tls_pending
-            if not size or pending is None or not pending():
+            if not size or pending is None:
+                return True
+            with self._lock:
+                more = pending()
+            if not more:
                 return True
 
     def _end_of_input_locked(self) -> None:

@@ -206,8 +206,10 @@ class NestedTLSSocket:
 
     def _receive(self) -> None:
         """Read from the outer socket into the inner TLS (may block or raise would-block)."""
-        data = self._outer.recv(_READ_SIZE)
+        # Under the lock, as every use of the outer TLS connection: OpenSSL must not
+        # read and write one connection from two threads at once.
         with self._lock:
+            data = self._outer.recv(_READ_SIZE)
             if not data:
                 self._incoming.write_eof()
                 return
@@ -216,10 +218,9 @@ class NestedTLSSocket:
 
     def _take_outer_buffer(self) -> None:
         # Bytes the outer TLS decrypted but nobody read wake no selector: take them.
-        while self._outer.pending():
-            data = self._outer.recv(self._outer.pending())
-            with self._lock:
-                self._incoming.write(data)
+        with self._lock:
+            while self._outer.pending():
+                self._incoming.write(self._outer.recv(self._outer.pending()))
 
     def _read(self, bufsize: int) -> bytes | None:
         """Decrypted bytes; ``None`` when more input is needed, ``b""`` at the end."""
