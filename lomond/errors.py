@@ -9,7 +9,7 @@ Only this tree reaches user code, plus the built-in :class:`TypeError` and
     │   └── CompressionParameterError
     ├── ProtocolError              the server broke RFC 6455 (close code 1002/1007/1009)
     │   └── PayloadTooLarge        a message exceeded ``max_message_size`` (1009)
-    ├── CriticalProtocolError      the byte stream is unusable; no close frame is possible
+    ├── CriticalProtocolError      never raised (kept for code written for lomond 0.3)
     ├── ConnectFail                the connection could not be opened
     ├── TransportFail              the socket failed while sending
     └── WebSocketUnavailable       sending when not connected
@@ -63,7 +63,11 @@ class PayloadTooLarge(ProtocolError):
 
 
 class CriticalProtocolError(WebSocketError):
-    """The byte stream is broken beyond the point where a close frame can be sent."""
+    """Never raised: kept so that code written for lomond 0.3, which may catch it, runs.
+
+    A stream broken beyond the point where a close frame can be sent is reported as
+    ``ProtocolError(critical=True)`` (an event), not as an exception.
+    """
 
 
 class ConnectFail(WebSocketError):

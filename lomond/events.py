@@ -271,7 +271,9 @@ class Closing(_CloseEvent):
 
 
 class UnknownMessage(Event):
-    """Reserved for messages lomond cannot interpret (never yielded at present).
+    """Never yielded: kept so that code written for lomond 0.3, which may test for it,
+    runs. A frame with an opcode lomond does not know fails the connection instead
+    (``ProtocolError``, close code 1002: RFC 6455 §5.2 reserves those opcodes).
 
     Attributes:
         message (Any): The message.

@@ -17,7 +17,7 @@ from .loop.trace import TraceCallable, Tracer
 from .network.connector import Connector
 from .network.proxy import Proxy, check_proxies
 from .protocol import ClientProtocol, State
-from .protocol.frames import Opcode, truncate_utf8
+from .protocol.frames import Opcode
 from .protocol.handshake import (
     HeadersArgument,
     build_request,
@@ -484,12 +484,11 @@ class WebSocket:
         session = self._session
         if session is None:
             return
-        reason_bytes = truncate_utf8(reason_bytes, 123)
         # Never waits behind queued data, and a broken socket does not raise: the
         # loop is then ending with Disconnected anyway.
-        sent = session.call(lambda p: p.close(code, reason_bytes))
+        sent = session.call(lambda p: p.close(code, reason_bytes) and p.sent_close)
         if sent:
-            self._trace("close_requested", code=int(code), reason=reason_bytes.decode("utf-8"))
+            self._trace("close_requested", code=int(code), reason=sent[1])
 
 
 def _control_payload(kind: str, data: object) -> bytes:

@@ -33,6 +33,7 @@ from ..protocol.frames import (
     parse_close_payload,
 )
 from ..protocol.handshake import accept_key, parse_extensions
+from ..protocol.url import host_port
 
 #: The largest request head the server reads.
 MAX_REQUEST_SIZE = 16 * 1024
@@ -329,9 +330,7 @@ class EchoServer:
     def url(self) -> str:
         """The server's ``ws://`` URL."""
         host, port = self._server.socket.getsockname()[:2]
-        if ":" in host:
-            host = f"[{host}]"
-        return f"ws://{host}:{port}/"
+        return f"ws://{host_port(host, port)}/"
 
     def start(self) -> None:
         """Start serving in a daemon thread."""

@@ -13,22 +13,15 @@ and never contains the proxy's credentials.
 
 from __future__ import annotations
 
-import base64
 from typing import TYPE_CHECKING, Mapping, NamedTuple, Union
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConnectFail
+from ..protocol.url import DEFAULT_PORTS, basic_credentials, host_port
 from ..response import Response
 
-#: The proxy URL schemes lomond speaks, and their default ports.
-DEFAULT_PORTS = {
-    "http": 80,
-    "https": 443,
-    "socks5": 1080,
-    "socks5h": 1080,
-    "socks4": 1080,
-    "socks4a": 1080,
-}
+#: The proxy URL schemes lomond speaks (their default ports are in ``DEFAULT_PORTS``).
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h", "socks4", "socks4a")
 #: Schemes whose proxy resolves the target's host name (lomond sends the name).
 REMOTE_DNS_SCHEMES = frozenset({"http", "https", "socks5h", "socks4a"})
 #: The longest reply header lomond reads from an HTTP proxy.
@@ -88,11 +81,6 @@ class Proxy(NamedTuple):
         return f"{protocol} proxy {self.address}"
 
 
-def host_port(host: str, port: int) -> str:
-    """Return ``host:port``, with an IPv6 literal in brackets (``[::1]:8080``)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def parse_proxy_url(url: str) -> Proxy:
     """Parse a proxy URL such as ``http://user:pass@proxy:3128`` or ``socks5h://proxy``.
 
@@ -109,8 +97,8 @@ def parse_proxy_url(url: str) -> Proxy:
         text = "http://" + text
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS:
-        supported = ", ".join(DEFAULT_PORTS)
+    if scheme not in PROXY_SCHEMES:
+        supported = ", ".join(PROXY_SCHEMES)
         raise ValueError(f"proxy scheme {scheme!r} is not supported (use {supported})")
     try:
         port = parts.port
@@ -266,12 +254,6 @@ def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
 
 
 # -- HTTP CONNECT (RFC 9110 §9.3.6) ---------------------------------------------
-
-
-def basic_credentials(username: str, password: str | None) -> str:
-    """Return a ``Basic`` credentials value (RFC 7617, UTF-8) for a header."""
-    pair = f"{username}:{password or ''}".encode()
-    return "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 def build_connect_request(

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any, Callable, List, Tuple
 
 from .._logging import log
 from ..errors import ConnectFail
+from ..protocol.url import host_port
 from .deadline import Deadline
-from .proxy import Proxy, host_port, parse_ip_literal
+from .proxy import Proxy, parse_ip_literal
 from .sockets import SocketLike
 from .timeouts import socket_timeout, timed_out
 

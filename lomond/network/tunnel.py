@@ -12,8 +12,9 @@ from __future__ import annotations
 import socket
 
 from ..errors import ConnectFail
+from ..protocol.url import host_port
 from .deadline import Deadline
-from .proxy import Proxy, build_connect_request, check_connect_reply, find_reply_end, host_port
+from .proxy import Proxy, build_connect_request, check_connect_reply, find_reply_end
 from .socks import (
     SOCKS5_USER_PASSWORD,
     socks4_check_reply,

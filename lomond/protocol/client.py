@@ -100,6 +100,9 @@ class ClientProtocol:
         #: The code of the server's close frame, once received.
         self.close_code: int | None = None
         self.close_reason = ""
+        #: The code and reason of our close frame, once queued (the reason as sent:
+        #: cut to fit the frame).
+        self.sent_close: tuple[int | None, str] | None = None
         # A protocol error found behind events the application has not seen yet.
         self._deferred_error: ProtocolError | None = None
         # Whether input waits to be parsed: a batch of events was full.
@@ -254,13 +257,18 @@ class ClientProtocol:
         """
         state = self.state
         if state is State.OPEN or state is State.REMOTE_CLOSING:
-            self._send_frame(Opcode.CLOSE, build_close_payload(code, reason))
+            self._send_close_frame(code, reason)
             self._transition(State.CLOSING if state is State.OPEN else State.CLOSED)
             return True
         if state is State.CONNECTING:
             # There is no WebSocket to close yet: give up on the connection instead.
             self.abort("closed before the WebSocket was ready")
         return False
+
+    def _send_close_frame(self, code: int | None, reason: str | bytes) -> None:
+        payload = build_close_payload(code, reason)
+        self._send_frame(Opcode.CLOSE, payload)
+        self.sent_close = (code, payload[2:].decode("utf-8"))
 
     def echo_close(self) -> bool:
         """Answer the server's close frame with the same code (RFC 6455 §5.5.1)."""
@@ -305,7 +313,7 @@ class ClientProtocol:
         self._reader.skip_pending()
         if state is State.OPEN:
             self._events.append(events.ProtocolError(message, False, self._now()))
-            self._send_frame(Opcode.CLOSE, build_close_payload(error.code, message))
+            self._send_close_frame(error.code, message)
             self._transition(State.FAILING)
         else:
             # Our close frame is already out: no second one may follow.

@@ -386,8 +386,8 @@ def build_frame(
         FrameBuildError: The payload is 2**63 bytes or longer.
     """
     length = len(payload)
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    mask_bit = 0x80 if masking_key is not None else 0
+    first = (FIN_BIT if fin else 0) | (rsv << 4) | opcode
+    mask_bit = MASK_BIT if masking_key is not None else 0
     if length < 126:
         header = bytes((first, mask_bit | length))
     elif length < 0x10000:

@@ -48,14 +48,6 @@ class BufferedRandom:
         return self._buffer[offset:end]
 
 
-def make_masking_key(random_bytes: KeySource = os.urandom) -> bytes:
-    """Return a fresh 4-byte masking key from ``random_bytes``.
-
-    RFC 6455 §5.3 requires a new, unpredictable key for every frame.
-    """
-    return random_bytes(4)
-
-
 #: Pure Python XORs payloads from this size on in pieces of ``_PIECE`` bytes. One
 #: big-integer XOR of a whole 1 MiB payload runs at 250-320 MB/s (CPython 3.11):
 #: the integers outgrow the CPU caches. In 8 KiB pieces it runs at 550-650 MB/s,

@@ -6,7 +6,19 @@ import base64
 from typing import NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
-DEFAULT_PORTS = {"ws": 80, "wss": 443}
+#: The port of each scheme lomond connects with, when a URL gives none.
+DEFAULT_PORTS = {
+    "ws": 80,
+    "wss": 443,
+    "http": 80,
+    "https": 443,
+    "socks5": 1080,
+    "socks5h": 1080,
+    "socks4": 1080,
+    "socks4a": 1080,
+}
+#: The schemes of WebSocket URLs.
+WEBSOCKET_SCHEMES = ("ws", "wss")
 # RFC 3986 §3.3: characters allowed in a path (besides unreserved ones) stay as they are.
 _PATH_SAFE = "/:@!$&'()*+,;=%~"
 _QUERY_SAFE = _PATH_SAFE + "?"
@@ -31,10 +43,25 @@ class Target(NamedTuple):
     @property
     def host_header(self) -> str:
         """The ``Host`` header value: port only when not the default, IPv6 bracketed."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
         if self.port == DEFAULT_PORTS[self.scheme]:
-            return host
-        return f"{host}:{self.port}"
+            return bracketed(self.host)
+        return host_port(self.host, self.port)
+
+
+def bracketed(host: str) -> str:
+    """``host`` as it stands in a URL or header: an IPv6 literal in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 literal in brackets (``[::1]:8080``)."""
+    return f"{bracketed(host)}:{port}"
+
+
+def basic_credentials(username: str, password: str | None) -> str:
+    """A ``Basic`` credentials value for a header (RFC 7617, UTF-8)."""
+    pair = f"{username}:{password or ''}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 def parse_url(url: str) -> Target:
@@ -53,7 +80,7 @@ def parse_url(url: str) -> Target:
         raise TypeError(f"url must be a str, not {type(url).__name__}")
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS:
+    if scheme not in WEBSOCKET_SCHEMES:
         raise ValueError(f"url must start with ws:// or wss://, not {url!r}")
     try:
         port = parts.port
@@ -65,9 +92,7 @@ def parse_url(url: str) -> Target:
     query = quote(parts.query, safe=_QUERY_SAFE)
     authorization = None
     if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        encoded = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
-        authorization = f"Basic {encoded}"
+        authorization = basic_credentials(unquote(parts.username), unquote(parts.password or ""))
     netloc = parts.netloc.rpartition("@")[2]
     return Target(
         scheme=scheme,

@@ -20,7 +20,6 @@ from lomond.protocol import mask as mask_module
 from lomond.protocol.mask import (
     ACCELERATED,
     BufferedRandom,
-    make_masking_key,
     mask,
     mask_python,
     prefixed_mask,
@@ -299,24 +298,6 @@ class TestWhichImplementationIsUsed:
         assert self._accelerated_in_a_new_process(None) == "True False"
         # Only "1" switches it off.
         assert self._accelerated_in_a_new_process("0") == "True False"
-
-
-class TestMaskingKey:
-    def test_comes_from_the_injected_source(self) -> None:
-        requested: list[int] = []
-
-        def random_bytes(count: int) -> bytes:
-            requested.append(count)
-            return b"\x09\x08\x07\x06"
-
-        assert make_masking_key(random_bytes) == b"\x09\x08\x07\x06"
-        assert requested == [4]
-
-    def test_default_source_gives_four_fresh_bytes(self) -> None:
-        keys = {make_masking_key() for _ in range(8)}
-        assert all(type(key) is bytes and len(key) == 4 for key in keys)
-        # Eight equal 32-bit random keys would mean the source is not random.
-        assert len(keys) > 1
 
 
 class TestBufferedRandom:
