@@ -22,7 +22,7 @@ from servers import OPEN, RawConnection, frame, raw_server
 from lomond import WebSocket
 from lomond.compression import MAX_STREAMS_PER_FRAME
 from lomond.errors import TransportFail
-from lomond.loop.session import HIGH_WATER
+from lomond.loop.connection import HIGH_WATER
 from lomond.protocol import mask as mask_module
 from lomond.protocol.messages import MAX_FRAGMENTS
 

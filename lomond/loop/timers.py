@@ -126,6 +126,23 @@ class Timers:
         """Whether an automatic ping is due (then the next one is scheduled)."""
         return self._ping is not None and self._ping.due(now)
 
+    def ending(self, state: State, close_sent_at: float | None, now: float) -> str | None:
+        """Why the connection must end now, if a deadline says so: the upgrade
+        response did not come within ``connect_timeout``, or the server did not close
+        within ``close_timeout`` of our close frame."""
+        if state is State.CONNECTING:
+            deadline = self.connect_deadline
+            if deadline is not None and deadline.expired:
+                return f"timed out after {deadline.seconds:g}s waiting for the upgrade response"
+            return None
+        close_timeout = self.close_timeout
+        if close_sent_at is not None and close_timeout is not None:
+            if now >= close_sent_at + close_timeout:
+                return (
+                    f"server did not close the connection within {close_timeout:g}s (close timeout)"
+                )
+        return None
+
     def unresponsive(self, now: float) -> bool:
         if self.ping_timeout is None or self._last_pong is None:
             return False

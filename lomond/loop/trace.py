@@ -72,3 +72,26 @@ def event_record(event: events.Event) -> TraceRecord | None:
     """Return the ``(stage, fields)`` trace record for ``event``, or ``None``."""
     make = _RECORDS.get(type(event))
     return None if make is None else make(event)
+
+
+def note(event: events.Event, url: str, tracer: Tracer | None) -> None:
+    """Log ``event`` (what needs it), and pass its trace record to ``tracer``."""
+    if isinstance(event, events.ProtocolError):
+        log.warning("protocol error: %s (critical=%s)", event.error, event.critical)
+    elif isinstance(event, events.Rejected):
+        log.info("upgrade rejected: %s", event.reason)
+    elif isinstance(event, events.Ready):
+        extensions = ", ".join(sorted(event.extensions)) or "none"
+        protocol = event.protocol or "none"
+        log.info("upgrade accepted by %s (protocol %s, extensions %s)", url, protocol, extensions)
+    elif isinstance(event, events.Closing):
+        log.info("the server started the closing handshake: %s %r", event.code, event.reason)
+    elif isinstance(event, events.Closed):
+        log.info("closing handshake complete: %s %r", event.code, event.reason)
+    elif isinstance(event, events.Disconnected):
+        log.info("disconnected: %s (graceful=%s)", event.reason, event.graceful)
+    if tracer is not None:
+        record = event_record(event)
+        if record is not None:
+            stage, fields = record
+            tracer(stage, **fields)

@@ -20,7 +20,9 @@ from virtual_time import FakeClock, Peer, SelectorFactory
 
 from lomond import WebSocket, events
 from lomond.errors import TransportFail, WebSocketClosed, WebSocketClosing
+from lomond.loop.reader import Reader
 from lomond.loop.session import WebsocketSession
+from lomond.network.sockets import Opened
 
 PING = 9
 CLOSE = 8
@@ -838,28 +840,22 @@ class TestSpinBeforeSleeping:
     """The loop polls the socket briefly before it sleeps, while that pays."""
 
     @staticmethod
-    def polls(session: WebsocketSession, results: list[bool]) -> list[str]:
-        """Call ``_spin`` once per result; ``_read`` answers from ``results``."""
+    def polls(reader: Reader, results: list[bool]) -> list[str]:
+        """Call ``spin`` once per result; the read answers from ``results``."""
         answers = iter(results)
         calls: list[str] = []
-
-        def fake_read(sock: Any) -> bool:
-            return next(answers)
-
-        session._read = fake_read  # type: ignore[method-assign]
-        session.spin_time = 0.0  # one read per poll: a poll is one _read call
+        reader.spin_time = 0.0  # one read per poll
         for _ in range(len(results) * 200):
-            before = session._spin_skip
+            before = reader._spin_skip
             try:
-                session._spin(None, None)  # type: ignore[arg-type]
+                reader.spin(lambda: next(answers), None)
             except StopIteration:
                 break
             calls.append("skip" if before else "poll")
         return calls
 
     def test_a_poll_that_finds_nothing_skips_1_2_4_waits(self) -> None:
-        session = bare_session()
-        calls = self.polls(session, [False, False, False, True, False])
+        calls = self.polls(Reader(threading.Lock()), [False, False, False, True, False])
         assert calls == (
             ["poll", "skip"]  # nothing: skip 1
             + ["poll", "skip", "skip"]  # nothing again: skip 2
@@ -869,8 +865,7 @@ class TestSpinBeforeSleeping:
         )
 
     def test_skips_are_capped(self) -> None:
-        session = bare_session()
-        calls = self.polls(session, [False] * 10)
+        calls = self.polls(Reader(threading.Lock()), [False] * 10)
         runs = "".join("p" if call == "poll" else "s" for call in calls).split("p")[1:]
         assert [len(run) for run in runs] == [1, 2, 4, 8, 16, 32, 64, 128, 128, 128]
 
@@ -882,10 +877,13 @@ class TestSpinBeforeSleeping:
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
                 self.spin_time = 0
+                spin = self._reader.spin
 
-            def _spin(self, sock: Any, timeout: float | None) -> bool:
-                spins.append(timeout)
-                return super()._spin(sock, timeout)
+                def recorded(read: Callable[[], bool], timeout: float | None) -> bool:
+                    spins.append(timeout)
+                    return spin(read, timeout)
+
+                self._reader.spin = recorded  # type: ignore[method-assign]
 
         with websockets_server(echo) as url:
             ws = WebSocket(url)
@@ -898,25 +896,33 @@ class TestSpinBeforeSleeping:
         assert event.name == "disconnected" and event.graceful
 
     def test_data_waiting_is_found_by_polling(self) -> None:
-        session = bare_session()
+        reader = Reader(threading.Lock())
+        fed: list[bytes] = []
         ours, theirs = socket.socketpair()
         with ours, theirs:
             ours.setblocking(False)
+            reader.attach(Opened(ours, None))
+
+            def read() -> bool:
+                return reader.read(lambda data: fed.append(bytes(data)), pytest.fail)
+
             theirs.sendall(b"HTTP/1.1 101 Switching Protocols\r\n")
-            assert session._spin(ours, None)
-            assert session._spin_skip == 0
+            assert reader.spin(read, None)
+            assert reader._spin_skip == 0
+            assert fed == [b"HTTP/1.1 101 Switching Protocols\r\n"]
             # Nothing more: polling gives up after spin_time and skips the next wait.
             started = time.perf_counter()
-            assert not session._spin(ours, None)
-            assert time.perf_counter() - started >= session.spin_time
-            assert session._spin_skip == 1
+            assert not reader.spin(read, None)
+            assert time.perf_counter() - started >= reader.spin_time
+            assert reader._spin_skip == 1
 
     def test_polling_stops_at_the_next_deadline(self) -> None:
-        session = bare_session()
-        session.spin_time = 10.0
+        reader = Reader(threading.Lock())
+        reader.spin_time = 10.0
         ours, theirs = socket.socketpair()
         with ours, theirs:
             ours.setblocking(False)
+            reader.attach(Opened(ours, None))
             started = time.perf_counter()
-            assert not session._spin(ours, 0.001)
+            assert not reader.spin(lambda: reader.read(pytest.fail, pytest.fail), 0.001)
             assert time.perf_counter() - started < 1.0
