@@ -84,7 +84,7 @@ def _expect_checkout(described: dict[str, object]) -> str | None:
 
 def _expect_pure_checkout(described: dict[str, object]) -> str | None:
     if described.get("speedups"):
-        return "lomond._speedups was loaded despite LOMOND_NO_EXTENSIONS=1"
+        return "the C accelerator was loaded despite LOMOND_NO_EXTENSIONS=1"
     return _expect_checkout(described)
 
 

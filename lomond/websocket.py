@@ -17,7 +17,7 @@ from .loop.trace import TraceCallable, Tracer
 from .network.connector import Connector
 from .network.proxy import Proxy, check_proxies
 from .protocol import ClientProtocol, State
-from .protocol.frames import Opcode
+from .protocol.frames import Opcode, checked_close, control_payload
 from .protocol.handshake import (
     HeadersArgument,
     build_request,
@@ -28,7 +28,7 @@ from .protocol.handshake import (
 from .protocol.mask import byte_view
 from .protocol.states import CLOSED_STATES, CLOSING_STATES
 from .protocol.url import parse_url
-from .status import Status, is_valid_close_code
+from .status import Status
 
 if TYPE_CHECKING:
     import ssl
@@ -217,9 +217,8 @@ class WebSocket:
 
     def _trace(self, stage: str, **fields: Any) -> None:
         """Pass a trace record to ``trace``; an exception it raises is logged and ignored."""
-        tracer = self._tracer()
-        if tracer is not None:
-            tracer(stage, **fields)
+        if self.trace is not None:
+            Tracer(self.url, self.trace)(stage, **fields)
 
     def _trace_tls(self) -> None:
         self._trace(
@@ -442,7 +441,7 @@ class WebSocket:
             TypeError: ``data`` is not bytes.
             ValueError: ``data`` is longer than 125 bytes.
         """
-        payload = _control_payload("ping", data)
+        payload = control_payload("ping", data)
         self._connected_session().send(lambda p: p.send_ping(payload))
         self._trace("send_ping", length=len(payload))
 
@@ -453,7 +452,7 @@ class WebSocket:
             TypeError: ``data`` is not bytes.
             ValueError: ``data`` is longer than 125 bytes.
         """
-        payload = _control_payload("pong", data)
+        payload = control_payload("pong", data)
         self._connected_session().send(lambda p: p.send_pong(payload))
         self._trace("send_pong", length=len(payload))
 
@@ -467,20 +466,7 @@ class WebSocket:
                 3000-4999), or a ``bytes`` reason is not UTF-8.
             TypeError: ``code`` is not an int or ``reason`` neither str nor bytes.
         """
-        if isinstance(code, bool) or not isinstance(code, int):
-            raise TypeError(f"code must be an int, not {type(code).__name__}")
-        if not is_valid_close_code(code):
-            raise ValueError(f"close code {code} may not be sent (RFC 6455 §7.4)")
-        if isinstance(reason, str):
-            reason_bytes = reason.encode("utf-8")
-        elif isinstance(reason, (bytes, bytearray)):
-            reason_bytes = bytes(reason)
-            try:
-                reason_bytes.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ValueError("close reason must be UTF-8") from None
-        else:
-            raise TypeError(f"reason must be str or bytes, not {type(reason).__name__}")
+        reason_bytes = checked_close(code, reason)
         session = self._session
         if session is None:
             return
@@ -489,22 +475,6 @@ class WebSocket:
         sent = session.call(lambda p: p.close(code, reason_bytes) and p.sent_close)
         if sent:
             self._trace("close_requested", code=int(code), reason=sent[1])
-
-
-def _control_payload(kind: str, data: object) -> bytes:
-    """Check a ping or pong payload and return its bytes.
-
-    Raises:
-        TypeError: ``data`` is not bytes-like.
-        ValueError: ``data`` is over 125 bytes (counted in bytes, whatever a
-            memoryview's item size).
-    """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"{kind} data must be bytes, not {type(data).__name__}")
-    size = data.nbytes if isinstance(data, memoryview) else len(data)
-    if size > 125:
-        raise ValueError(f"{kind} data must be at most 125 bytes (RFC 6455 §5.5)")
-    return bytes(data)
 
 
 def _check_size(name: str, value: object) -> None:

@@ -23,6 +23,7 @@ from lomond import WebSocket
 from lomond.compression import MAX_STREAMS_PER_FRAME
 from lomond.errors import TransportFail
 from lomond.loop.connection import HIGH_WATER
+from lomond.protocol import frames as frames_module
 from lomond.protocol import mask as mask_module
 from lomond.protocol.messages import MAX_FRAGMENTS
 
@@ -308,7 +309,7 @@ class TestSends:
     @pytest.fixture(params=["c", "pure-python"])
     def masking(self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
         if request.param == "pure-python":
-            monkeypatch.setattr(mask_module, "_accelerated", None)
+            monkeypatch.setattr(frames_module, "masked_frame", mask_module.masked_frame_python)
         elif not mask_module.ACCELERATED:
             pytest.skip("the C accelerator is not built")
         return str(request.param)

@@ -143,7 +143,7 @@ def test_the_sdist_s_tests_pass(tmp_path: Path) -> None:
         "CHANGELOG.md",
         "README.md",
         "LICENSE",
-        "lomond/_speedups.c",
+        "lomond/protocol/_speedups.c",
     ]:
         assert (tree / name).exists(), name
 

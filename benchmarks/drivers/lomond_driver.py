@@ -26,8 +26,11 @@ class LomondDriver(common.Driver):
         return {
             "version": lomond.__version__,
             "file": lomond.__file__,
-            # An optional C accelerator, if this lomond has one and it is in use.
-            "speedups": "lomond._speedups" in sys.modules,
+            # An optional C accelerator, if this lomond has one and it is in use
+            # (lomond.protocol._speedups; lomond._speedups before the layer folders).
+            "speedups": any(
+                name in sys.modules for name in ("lomond.protocol._speedups", "lomond._speedups")
+            ),
         }
 
     def receive(self, url: str, count: int, compress: bool) -> common.Measurement:

@@ -1,7 +1,7 @@
 """A small WebSocket echo server on the loopback interface, for ``lomond --demo``.
 
 It needs nothing but the standard library and lomond's own wire code, used in the
-server's role: :class:`~lomond.protocol.frames.FrameReader` reads the client's masked frames,
+server's role: :class:`~lomond.protocol.frame_reader.FrameReader` reads the client's masked frames,
 :func:`~lomond.protocol.frames.build_frame` without a masking key writes unmasked server
 frames, and :func:`~lomond.protocol.handshake.accept_key` answers the opening handshake.
 
@@ -22,11 +22,11 @@ from typing import Any, List, Tuple
 
 from ..errors import HandshakeError, PayloadTooLarge, ProtocolError
 from ..protocol.deflate import EXTENSION_NAME, PerMessageDeflate
+from ..protocol.frame_reader import FrameReader
 from ..protocol.frames import (
     RESERVED_OPCODES,
     RSV1,
     FrameHeader,
-    FrameReader,
     Opcode,
     build_close_payload,
     build_frame,

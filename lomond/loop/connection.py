@@ -141,17 +141,30 @@ class Connection:
             TransportFail: The socket failed while writing, now or before.
             WebSocketUnavailable: Raised by ``action`` when not connected.
         """
+        # The hot path of every send: the steps of call() are written out here.
         in_loop = threading.get_ident() == self._loop_thread
         writer = self._writer
         with self._lock:
-            result = self._apply_locked(action, in_loop)
+            result = action(self.protocol)
+            # _gathering_locked(), written out: this is every message's path.
+            if in_loop and self._suspended:
+                if self._writes_while_suspended < GATHER_AFTER:
+                    self._writes_while_suspended += 1
+                    self._flush_locked()
+                elif self.protocol.output_size >= GATHER_LIMIT:
+                    self._flush_locked()
+            else:
+                self._flush_locked()
             failure = writer.error
-            waiting = writer.waiting
-            end = writer.sent_total + waiting  # where the caller's data ends
-        self._after_locked(in_loop)
+            # Where the caller's data ends (only another thread may wait for room).
+            end = None if in_loop else writer.sent_total + writer.waiting
+        if writer.traces:
+            self._emit_traces()
+        if not in_loop:
+            self._wake()
         if failure is not None:
             raise TransportFail(failure)
-        if waiting > HIGH_WATER and not in_loop:
+        if end is not None and end - writer.sent_total > HIGH_WATER:
             try:
                 self._wait_for_room(end)
             finally:
@@ -167,7 +180,7 @@ class Connection:
 
     def _after_locked(self, in_loop: bool) -> None:
         """After a call: emit its trace records, and wake the loop if it is elsewhere."""
-        if self._writer.has_traces:
+        if self._writer.traces:
             self._emit_traces()
         if not in_loop:
             self._wake()
@@ -318,7 +331,7 @@ class Connection:
         with self._lock:
             received = self.protocol.events_received()
             self._flush_locked()
-        if self._writer.has_traces:
+        if self._writer.traces:
             self._emit_traces()
         return received
 
@@ -334,7 +347,7 @@ class Connection:
             self._writes_while_suspended = 0
             with self._lock:
                 self._flush_locked()
-            if self._writer.has_traces:
+            if self._writer.traces:
                 self._emit_traces()
 
     def _fire_timers(self, timers: Timers) -> events.Event | None:
@@ -384,7 +397,7 @@ class Connection:
                     self.protocol.send_failed(reason)
                 self.protocol.receive_eof()
             self._flush_locked()
-        if self._writer.has_traces:
+        if self._writer.traces:
             self._emit_traces()
 
     def _read_failed(self, error: OSError) -> None:

@@ -18,6 +18,9 @@ from ..network.sockets import PLAIN_WOULD_BLOCK, Opened, SocketLike
 from ..protocol import ClientProtocol
 from ..protocol.states import CLOSE_QUEUED
 
+# Nothing left unsent (one shared empty view, not a new one after every write).
+_NOTHING = memoryview(b"")
+
 
 class Writer:
     """Writes a protocol's output to its socket, as far as the socket takes it.
@@ -31,7 +34,7 @@ class Writer:
         self.protocol = protocol
         self.sock: SocketLike | None = None
         # What the socket has not taken yet of the bytes last taken from the protocol.
-        self.unsent = memoryview(b"")
+        self.unsent = _NOTHING
         #: Bytes ever written, to tell a waiting sender whether its data went out.
         self.sent_total = 0
         #: Why writing failed, once it has: nothing more is written after that.
@@ -42,8 +45,9 @@ class Writer:
         self._would_block: tuple[type[OSError], ...] = PLAIN_WOULD_BLOCK
         self._needs_read_errors: tuple[type[OSError], ...] = ()
         self._tracing = tracing
-        # Trace records noted here, emitted by the session once its lock is released.
-        self._traces: list[tuple[str, dict[str, Any]]] = []
+        #: Trace records noted here, emitted by the session once its lock is released
+        #: (see :meth:`take_traces`).
+        self.traces: list[tuple[str, dict[str, Any]]] = []
 
     def attach(self, opened: Opened) -> None:
         """Write to ``opened.sock`` from now on (it is non-blocking)."""
@@ -54,7 +58,7 @@ class Writer:
     def detach(self) -> SocketLike | None:
         """Stop writing: drop what waits, and return the socket (to close it)."""
         sock, self.sock = self.sock, None
-        self.unsent = memoryview(b"")
+        self.unsent = _NOTHING
         return sock
 
     @property
@@ -81,25 +85,27 @@ class Writer:
     def _drain(self, sock: SocketLike) -> None:
         """Write until the protocol has nothing more or the kernel's buffer is full."""
         protocol = self.protocol
+        unsent = self.unsent
         while True:
-            unsent = self.unsent
             if not unsent:
                 data = protocol.data_to_send()
                 if not data:
+                    self.unsent = _NOTHING
                     protocol.output_blocked = False
                     return
-                unsent = self.unsent = memoryview(data)
+                unsent = memoryview(data)
                 if self._tracing:
-                    self._traces.append(("socket_send", {"length": len(data)}))
+                    self.traces.append(("socket_send", {"length": len(data)}))
             try:
                 sent = sock.send(unsent)
             except self._would_block as error:
+                self.unsent = unsent
                 protocol.output_blocked = True
                 self.needs_read = isinstance(error, self._needs_read_errors)
                 return
             self.needs_read = False
             self.sent_total += sent
-            self.unsent = unsent[sent:]
+            unsent = unsent[sent:] if sent < len(unsent) else _NOTHING
 
     def failed(self, reason: str) -> None:
         """Writing failed: drop what waits, tell the protocol, write nothing more.
@@ -114,7 +120,7 @@ class Writer:
 
     def discard(self) -> None:
         """Drop what waits, here and in the protocol."""
-        self.unsent = memoryview(b"")
+        self.unsent = _NOTHING
         while self.protocol.data_to_send():
             pass
 
@@ -126,9 +132,5 @@ class Writer:
 
     def take_traces(self) -> list[tuple[str, dict[str, Any]]]:
         """Return (and forget) the trace records noted since the last call."""
-        traces, self._traces = self._traces, []
+        traces, self.traces = self.traces, []
         return traces
-
-    @property
-    def has_traces(self) -> bool:
-        return bool(self._traces)

@@ -139,6 +139,8 @@ def masked_frame_python(prefix: bytes, key: bytes, data: BytesLike) -> bytes | b
         key: The 4-byte masking key.
         data: The payload, any bytes-like object.
     """
+    if type(data) is bytes and len(data) < _PIECES_FROM:
+        return prefixed_mask_python(prefix, key, data)
     view = memoryview(byte_view(data))
     length = len(view)
     if length < _PIECES_FROM:
@@ -204,12 +206,10 @@ prefixed_mask: PrefixedMaskFunction = (
 )
 
 
-def masked_frame(prefix: bytes, key: bytes, data: BytesLike) -> bytes | bytearray:
-    """A frame's header (``prefix``) and masked payload, as one new buffer.
-
-    The payload is never copied twice: :func:`prefixed_mask` in C, else
-    :func:`masked_frame_python` (a ``bytearray`` for large payloads).
-    """
-    if _accelerated is not None:
-        return _accelerated[1](prefix, key, data)
-    return masked_frame_python(prefix, key, data)
+#: ``masked_frame(prefix, key, data) -> bytes | bytearray``: a frame's header
+#: (``prefix``) and masked payload as one new buffer, the payload never copied twice:
+#: :func:`prefixed_mask` in C, else :func:`masked_frame_python` (a ``bytearray`` for
+#: large payloads).
+masked_frame: Callable[[bytes, bytes, BytesLike], bytes | bytearray] = (
+    masked_frame_python if _accelerated is None else _accelerated[1]
+)

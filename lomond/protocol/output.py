@@ -29,8 +29,8 @@ class Outgoing:
         self.size = 0
         #: Set by the shell while the socket does not take what it was given.
         self.blocked = False
-        # Whether the last frame waiting is an automatic pong.
-        self._pong_last = False
+        # The automatic pong queued last (it may have been taken, or followed since).
+        self._last_pong: Frame | None = None
 
     def __bool__(self) -> bool:
         return bool(self._frames)
@@ -39,14 +39,14 @@ class Outgoing:
         """Queue ``frame`` after the others."""
         self._frames.append(frame)
         self.size += len(frame)
-        self._pong_last = False
 
     def append_automatic_pong(self, frame: Frame) -> None:
         """Queue a pong answering a ping, replacing a waiting one while blocked."""
-        if self._pong_last and self.blocked:
-            self.size -= len(self._frames.pop())
+        frames = self._frames
+        if self.blocked and frames and frames[-1] is self._last_pong:
+            self.size -= len(frames.pop())
         self.append(frame)
-        self._pong_last = True
+        self._last_pong = frame
 
     def take(self) -> bytes | bytearray:
         """Return (and forget) the next bytes to send, ``b""`` when none wait.
@@ -61,7 +61,7 @@ class Outgoing:
         if len(frames) == 1 or self.size <= JOIN_LIMIT:
             self._frames = []
             self.size = 0
-            self._pong_last = False
+            self._last_pong = None
             return frames[0] if len(frames) == 1 else b"".join(frames)
         count = 0
         size = 0

@@ -28,7 +28,8 @@ from lomond.cli.demo_server import (
     parse_request,
 )
 from lomond.errors import PayloadTooLarge, ProtocolError
-from lomond.protocol.frames import RSV1, FrameReader, Opcode, build_close_payload, build_frame
+from lomond.protocol.frame_reader import FrameReader
+from lomond.protocol.frames import RSV1, Opcode, build_close_payload, build_frame
 
 pytestmark = pytest.mark.timeout(30)
 

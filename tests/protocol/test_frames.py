@@ -9,13 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lomond.errors import PayloadTooLarge, ProtocolError
+from lomond.protocol.frame_reader import FrameReader
 from lomond.protocol.frames import (
     RESERVED_OPCODES,
     RSV1,
     RSV2,
     RSV3,
     FrameHeader,
-    FrameReader,
     Opcode,
     build_close_payload,
     build_frame,

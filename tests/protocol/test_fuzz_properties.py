@@ -52,7 +52,8 @@ from lomond.errors import (
 )
 from lomond.events import Event
 from lomond.protocol import ClientProtocol, State
-from lomond.protocol.frames import RESERVED_OPCODES, FrameHeader, FrameReader, Opcode, build_frame
+from lomond.protocol.frame_reader import FrameReader
+from lomond.protocol.frames import RESERVED_OPCODES, FrameHeader, Opcode, build_frame
 from lomond.protocol.handshake import (
     MAX_HEADER_LINES,
     MAX_HEADER_SIZE,
