@@ -11,9 +11,11 @@ it does not know.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
 
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
+    from typing import Any, ClassVar
+
     from .response import Response
 
 _SUMMARY_LENGTH = 24

@@ -10,18 +10,20 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Generator
 
 from . import events
 from ._logging import log
 from .loop.timers import check_connect_arguments
 
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
+    from typing import Callable, Generator
+
     from .websocket import WebSocket
 
-#: Gives the back-off delay in seconds for a count of failed attempts (see
-#: :func:`exponential_backoff`).
-BackoffCallable = Callable[[int], float]
+    #: Gives the back-off delay in seconds for a count of failed attempts (see
+    #: :func:`exponential_backoff`).
+    BackoffCallable = Callable[[int], float]
 
 # 2 ** retries stops growing here, so that a huge ``max_wait`` cannot overflow a float.
 _MAX_EXPONENT = 64

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import ClassVar, FrozenSet
+
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from typing import ClassVar, FrozenSet
 
 
 def _invalid_codes() -> frozenset[int]:

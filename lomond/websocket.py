@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Generator, Sequence
 
 from . import events
 from .compression import Deflate
@@ -13,25 +12,24 @@ from .constants import USER_AGENT
 from .errors import WebSocketUnavailable
 from .loop.session import WebsocketSession
 from .loop.timers import check_connect_arguments, check_seconds
-from .loop.trace import TraceCallable, Tracer
+from .loop.trace import Tracer
 from .network.connector import Connector
 from .network.proxy import Proxy, check_proxies
 from .protocol import ClientProtocol, State
 from .protocol.frames import Opcode, checked_close, control_payload
-from .protocol.handshake import (
-    HeadersArgument,
-    build_request,
-    make_key,
-    normalize_headers,
-    validate_header,
-)
+from .protocol.handshake import build_request, make_key, normalize_headers, validate_header
 from .protocol.mask import byte_view
 from .protocol.states import CLOSED_STATES, CLOSING_STATES
 from .protocol.url import parse_url
 from .status import Status
 
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
     import ssl
+    from typing import Any, Generator, Sequence
+
+    from .loop.trace import TraceCallable
+    from .protocol.handshake import HeadersArgument
 
 _UNSET: Any = object()
 

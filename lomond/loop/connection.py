@@ -25,21 +25,28 @@ import select
 import socket
 import threading
 import time
-from typing import Callable, TypeVar
 
 from .. import events
 from ..errors import ConnectFail, TransportFail
 from ..network.connector import Connector
-from ..network.deadline import Clock, Deadline
-from ..network.sockets import SocketLike, shutdown
+from ..network.deadline import Deadline
+from ..network.sockets import shutdown
 from ..protocol import ClientProtocol, State
 from ..protocol.states import CLOSE_QUEUED
-from .reader import Data, Reader
+from .reader import Reader
 from .timers import Timers
 from .trace import Tracer
 from .writer import Writer
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from typing import Callable, TypeVar
+
+    from ..network.deadline import Clock
+    from ..network.sockets import SocketLike
+    from .reader import Data
+
+    T = TypeVar("T")
 
 #: A thread other than the loop's waits while more than this many bytes are queued.
 HIGH_WATER = 4 * 1024 * 1024
@@ -130,7 +137,8 @@ class Connection:
         """
         in_loop = threading.get_ident() == self._loop_thread
         with self._lock:
-            result = self._apply_locked(action, in_loop)
+            result = action(self.protocol)
+            self._write_locked(in_loop)
         self._after_locked(in_loop)
         return result
 
@@ -141,27 +149,15 @@ class Connection:
             TransportFail: The socket failed while writing, now or before.
             WebSocketUnavailable: Raised by ``action`` when not connected.
         """
-        # The hot path of every send: the steps of call() are written out here.
         in_loop = threading.get_ident() == self._loop_thread
         writer = self._writer
         with self._lock:
             result = action(self.protocol)
-            # _gathering_locked(), written out: this is every message's path.
-            if in_loop and self._suspended:
-                if self._writes_while_suspended < GATHER_AFTER:
-                    self._writes_while_suspended += 1
-                    self._flush_locked()
-                elif self.protocol.output_size >= GATHER_LIMIT:
-                    self._flush_locked()
-            else:
-                self._flush_locked()
+            self._write_locked(in_loop)
             failure = writer.error
             # Where the caller's data ends (only another thread may wait for room).
             end = None if in_loop else writer.sent_total + writer.waiting
-        if writer.traces:
-            self._emit_traces()
-        if not in_loop:
-            self._wake()
+        self._after_locked(in_loop)
         if failure is not None:
             raise TransportFail(failure)
         if end is not None and end - writer.sent_total > HIGH_WATER:
@@ -171,12 +167,19 @@ class Connection:
                 self._emit_traces()
         return result
 
-    def _apply_locked(self, action: Callable[[ClientProtocol], T], in_loop: bool) -> T:
-        """Run ``action``, then write its output unless it gathers (see :meth:`call`)."""
-        result = action(self.protocol)
-        if not (in_loop and self._gathering_locked()):
-            self._flush_locked()
-        return result
+    def _write_locked(self, in_loop: bool) -> None:
+        """Write what the protocol produced, unless the loop body's frames gather.
+
+        See :meth:`call`: in the loop's thread, while the application handles an
+        event, its frames gather after the first :data:`GATHER_AFTER`, until
+        :data:`GATHER_LIMIT` bytes wait.
+        """
+        if in_loop and self._suspended:
+            if self._writes_while_suspended < GATHER_AFTER:
+                self._writes_while_suspended += 1
+            elif self.protocol.output_size < GATHER_LIMIT:
+                return
+        self._flush_locked()
 
     def _after_locked(self, in_loop: bool) -> None:
         """After a call: emit its trace records, and wake the loop if it is elsewhere."""
@@ -184,15 +187,6 @@ class Connection:
             self._emit_traces()
         if not in_loop:
             self._wake()
-
-    def _gathering_locked(self) -> bool:
-        """Whether the loop body's frame just queued waits for the next ones (see call)."""
-        if not self._suspended:
-            return False
-        if self._writes_while_suspended < GATHER_AFTER:
-            self._writes_while_suspended += 1
-            return False
-        return self.protocol.output_size < GATHER_LIMIT
 
     def force_disconnect(self) -> None:
         """Drop the connection; the loop then yields ``Disconnected(graceful=False)``."""

@@ -11,9 +11,18 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Callable, Union
 
-from ..network.sockets import PLAIN_WOULD_BLOCK, Opened, SocketLike
+from ..network.sockets import PLAIN_WOULD_BLOCK
+
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from typing import Callable, Union
+
+    from ..network.sockets import Opened, SocketLike
+
+    #: What one read gives: the bytes (a view of the reader's buffer, valid until the
+    #: next read), or ``b""`` at the end of the stream.
+    Data = Union[bytes, memoryview]
 
 #: Bytes read from the socket at a time.
 READ_SIZE = 256 * 1024
@@ -22,10 +31,6 @@ SPIN_TIME = 100e-6
 #: After a poll that found nothing, the loop sleeps at once for the next 1, 2, 4, ...
 #: waits, up to this many, before polling again.
 MAX_SPIN_SKIP = 128
-
-#: What one read gives: the bytes (a view of the reader's buffer, valid until the
-#: next read), or ``b""`` at the end of the stream.
-Data = Union[bytes, memoryview]
 
 
 class Reader:

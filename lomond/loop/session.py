@@ -13,13 +13,11 @@ import selectors
 import socket
 import threading
 import time
-from typing import Callable, Generator
 
 from .. import events
 from .._logging import log
 from ..errors import ConnectFail
 from ..network.connector import Connector
-from ..network.deadline import Clock
 from ..protocol import ClientProtocol, State
 from .connection import Connection
 from .timers import Timers
@@ -32,7 +30,13 @@ READS_AFTER_WRITE_FAILURE = 64
 #: this is checked again after it (a selector refuses very long timeouts).
 MAX_WAIT = 3600.0
 
-SelectorFactory = Callable[[], selectors.BaseSelector]
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from typing import Callable, Generator
+
+    from ..network.deadline import Clock
+
+    SelectorFactory = Callable[[], selectors.BaseSelector]
 
 # Events that need no logging and no action from the loop (unless tracing).
 _MESSAGE_EVENTS = frozenset({events.Text, events.Binary, events.Ping})

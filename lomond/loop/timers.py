@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import math
 
-from ..network.deadline import Clock, Deadline
+from ..network.deadline import Deadline
 from ..protocol import State
+
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from ..network.deadline import Clock
 
 
 def check_seconds(name: str, value: object, least: str = "0 or more") -> None:

@@ -7,15 +7,17 @@ handshake steps itself, and :func:`event_record` maps yielded events to their
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Tuple
-
 from .. import events
 from .._logging import log
 
-TraceRecord = Tuple[str, Dict[str, Any]]
-#: Receives one dict per step of a connection (the trace records of the
-#: troubleshooting page).
-TraceCallable = Callable[[Dict[str, Any]], None]
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Tuple
+
+    TraceRecord = Tuple[str, Dict[str, Any]]
+    #: Receives one dict per step of a connection (the trace records of the
+    #: troubleshooting page).
+    TraceCallable = Callable[[Dict[str, Any]], None]
 
 
 class Tracer:

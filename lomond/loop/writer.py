@@ -12,11 +12,15 @@ Every method but :meth:`Writer.take_traces` is called with the session's lock he
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..network.sockets import PLAIN_WOULD_BLOCK, Opened, SocketLike
+from ..network.sockets import PLAIN_WOULD_BLOCK, Opened
 from ..protocol import ClientProtocol
 from ..protocol.states import CLOSE_QUEUED
+
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ..network.sockets import SocketLike
 
 # Nothing left unsent (one shared empty view, not a new one after every write).
 _NOTHING = memoryview(b"")

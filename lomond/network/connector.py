@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import TYPE_CHECKING, Callable, Mapping
 
 from ..errors import ConnectFail
 from .deadline import Deadline
@@ -18,8 +17,10 @@ from .proxy import Proxy, select_proxy
 from .sockets import Opened
 from .transport import open_connection
 
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
     import ssl
+    from typing import Callable, Mapping
 
 
 class Connector:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
 
-#: A monotonic clock in seconds. :func:`time.monotonic` unless a test injects one.
-Clock = Callable[[], float]
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from typing import Callable
+
+    #: A monotonic clock in seconds. :func:`time.monotonic` unless a test injects one.
+    Clock = Callable[[], float]
 
 
 #: Seconds (about 68 years) past which a deadline is taken to never pass: socket

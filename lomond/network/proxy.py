@@ -13,7 +13,6 @@ and never contains the proxy's credentials.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, NamedTuple, Union
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConnectFail
@@ -27,18 +26,21 @@ REMOTE_DNS_SCHEMES = frozenset({"http", "https", "socks5h", "socks4a"})
 #: The longest reply header lomond reads from an HTTP proxy.
 MAX_REPLY_SIZE = 64 * 1024
 
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
     # ipaddress is imported where it is used: most connections never need it.
     import ipaddress
+    from typing import Mapping, Union
 
     IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
     IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
-class Proxy(NamedTuple):
+class Proxy:
     """A proxy server, parsed from a URL by :func:`parse_proxy_url`.
 
-    Its ``repr`` and :attr:`url` leave the credentials out.
+    Its ``repr`` and :attr:`url` leave the credentials out. Proxies are equal when
+    all their attributes are, and can be dictionary keys.
 
     Attributes:
         scheme: ``http``, ``https``, ``socks5``, ``socks5h``, ``socks4`` or ``socks4a``.
@@ -48,11 +50,32 @@ class Proxy(NamedTuple):
         password: The percent-decoded password, or ``None``.
     """
 
-    scheme: str
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
+    __slots__ = ("scheme", "host", "port", "username", "password")
+
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+
+    def _fields(self) -> tuple[str, str, int, str | None, str | None]:
+        return (self.scheme, self.host, self.port, self.username, self.password)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Proxy):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
 
     def __repr__(self) -> str:
         return f"Proxy({self.url!r})"

@@ -11,13 +11,18 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-from typing import Any
 
 from .._logging import log
 from ..errors import ConnectFail
 from .deadline import Deadline
-from .sockets import PLAIN_WOULD_BLOCK, Opened, SocketLike
+from .sockets import PLAIN_WOULD_BLOCK, Opened
 from .timeouts import socket_timeout, timed_out
+
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .sockets import SocketLike
 
 _unverified_warning_logged = False
 

@@ -11,24 +11,26 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import TYPE_CHECKING, Any, Callable, List, Tuple
 
 from .._logging import log
 from ..errors import ConnectFail
 from ..protocol.url import host_port
 from .deadline import Deadline
 from .proxy import Proxy, parse_ip_literal
-from .sockets import SocketLike
 from .timeouts import socket_timeout, timed_out
 
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
     import ssl
+    from typing import Any, Callable, List, Tuple
+
+    from .sockets import SocketLike
+
+    #: ``getaddrinfo`` results: ``(family, type, proto, canonname, sockaddr)``.
+    AddressList = List[Tuple[Any, Any, int, str, Any]]
 
 # lomond.network.tls (and with it the ssl module) and lomond.network.tunnel are imported
 # where they are needed: a plain ws:// connection without a proxy never loads them.
-
-#: ``getaddrinfo`` results: ``(family, type, proto, canonname, sockaddr)``.
-AddressList = List[Tuple[Any, Any, int, str, Any]]
 
 
 # -- DNS and TCP -------------------------------------------------------------------

@@ -11,8 +11,6 @@ the server's bytes do is in :mod:`lomond.protocol.receiving`.
 
 from __future__ import annotations
 
-from typing import Callable
-
 from .. import events
 from ..errors import (
     ProtocolError,
@@ -30,16 +28,23 @@ from .frames import (
     build_frame,
 )
 from .handshake import ResponseReader
-from .mask import BufferedRandom, KeySource
+from .mask import BufferedRandom
 from .messages import MessageAssembler
 from .output import Outgoing
 from .receiving import Receiving
 from .states import SENDING, State, check_transition
 
-__all__ = ["ClientProtocol", "State"]
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from typing import Callable
 
-#: A wall clock for the events' ``received_time`` (the shell passes :func:`time.time`).
-WallClock = Callable[[], float]
+    from .mask import KeySource
+
+    #: A wall clock for the events' ``received_time`` (the shell passes
+    #: :func:`time.time`).
+    WallClock = Callable[[], float]
+
+__all__ = ["ClientProtocol", "State"]
 
 
 class ClientProtocol(Receiving):

@@ -9,7 +9,6 @@ connection needs are explained on the :doc:`/compression` page of the docs.
 from __future__ import annotations
 
 import zlib
-from typing import List, Optional, Tuple
 
 from ..errors import CompressionParameterError, PayloadTooLarge, ProtocolError
 
@@ -37,7 +36,11 @@ MAX_STREAMS_PER_FRAME = 4
 # Deflate's largest expansion: a 258-byte match coded in 2 bits (zlib's FAQ, 1032:1).
 _MAX_EXPANSION = 1032
 
-ExtensionParameters = List[Tuple[str, Optional[str]]]
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
+
+    ExtensionParameters = List[Tuple[str, Optional[str]]]
 
 
 def _inflates_within(length: int, limit: int | None) -> bool:

@@ -7,8 +7,6 @@ it arrives. :meth:`FrameReader.simple_frames` is the receive fast path.
 
 from __future__ import annotations
 
-from typing import Callable
-
 from ..errors import PayloadTooLarge, ProtocolError
 from .frames import (
     FIN_BIT,
@@ -22,11 +20,15 @@ from .frames import (
 )
 from .mask import mask
 
-#: Called with each frame header as soon as it is complete, before its payload is
-#: buffered. It returns whether to read the frame (``False``: skip its payload
-#: unbuffered), or raises :class:`~lomond.errors.ProtocolError` to refuse it (the
-#: frame is then skipped too).
-HeaderCheck = Callable[[FrameHeader], bool]
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from typing import Callable
+
+    #: Called with each frame header as soon as it is complete, before its payload
+    #: is buffered. It returns whether to read the frame (``False``: skip its payload
+    #: unbuffered), or raises :class:`~lomond.errors.ProtocolError` to refuse it (the
+    #: frame is then skipped too).
+    HeaderCheck = Callable[[FrameHeader], bool]
 
 # Skip everything that follows: the stream can no longer be cut into frames.
 _FOREVER = 1 << 64

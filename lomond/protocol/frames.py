@@ -9,11 +9,14 @@ the business of :mod:`lomond.protocol.client`.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import overload
 
 from ..errors import FrameBuildError, ProtocolError
 from ..status import Status, is_valid_close_code
 from .mask import masked_frame
+
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from typing import overload
 
 #: The largest payload length a frame can declare (RFC 6455 §5.2: 63 bits).
 MAX_PAYLOAD = (1 << 63) - 1
@@ -130,26 +133,27 @@ class FrameHeader:
         )
 
 
-@overload
-def build_frame(
-    opcode: int,
-    payload: bytes | bytearray | memoryview,
-    masking_key: None,
-    *,
-    fin: bool = True,
-    rsv: int = 0,
-) -> bytes: ...
+if TYPE_CHECKING:
+    # Without a masking key (a server's frame), always bytes.
+    @overload
+    def build_frame(
+        opcode: int,
+        payload: bytes | bytearray | memoryview,
+        masking_key: None,
+        *,
+        fin: bool = True,
+        rsv: int = 0,
+    ) -> bytes: ...
 
-
-@overload
-def build_frame(
-    opcode: int,
-    payload: bytes | bytearray | memoryview,
-    masking_key: bytes | None,
-    *,
-    fin: bool = True,
-    rsv: int = 0,
-) -> bytes | bytearray: ...
+    @overload
+    def build_frame(
+        opcode: int,
+        payload: bytes | bytearray | memoryview,
+        masking_key: bytes | None,
+        *,
+        fin: bool = True,
+        rsv: int = 0,
+    ) -> bytes | bytearray: ...
 
 
 def build_frame(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from collections import abc
 
 from ..constants import WS_KEY, WS_VERSION
 from ..errors import HandshakeError
@@ -16,15 +16,20 @@ MAX_HEADER_SIZE = 64 * 1024
 #: The most header lines lomond accepts in a response head.
 MAX_HEADER_LINES = 256
 
-#: Extra request headers as given by users: a mapping or a list of pairs, str or bytes.
-HeadersArgument = Union[
-    Mapping[str, Union[str, bytes]],
-    Mapping[bytes, Union[str, bytes]],
-    Iterable[Tuple[Union[str, bytes], Union[str, bytes]]],
-]
-HeaderList = List[Tuple[bytes, bytes]]
-#: One accepted extension: its name and its ``(parameter, value or None)`` pairs.
-Extension = Tuple[str, List[Tuple[str, Optional[str]]]]
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+    #: Extra request headers as given by users: a mapping or a list of pairs, str or
+    #: bytes.
+    HeadersArgument = Union[
+        Mapping[str, Union[str, bytes]],
+        Mapping[bytes, Union[str, bytes]],
+        Iterable[Tuple[Union[str, bytes], Union[str, bytes]]],
+    ]
+    HeaderList = List[Tuple[bytes, bytes]]
+    #: One accepted extension: its name and its ``(parameter, value or None)`` pairs.
+    Extension = Tuple[str, List[Tuple[str, Optional[str]]]]
 
 #: Headers the handshake sets itself; a user may not supply them.
 RESERVED_HEADERS = frozenset(
@@ -90,7 +95,7 @@ def normalize_headers(headers: HeadersArgument | None) -> HeaderList:
     """Validate user headers (see :func:`validate_header`) and return them as byte pairs."""
     if headers is None:
         return []
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    pairs = headers.items() if isinstance(headers, abc.Mapping) else headers
     return [validate_header(name, value) for name, value in pairs]
 
 

@@ -10,18 +10,21 @@ this module was first imported; :data:`ACCELERATED` says which.
 from __future__ import annotations
 
 import os
-from typing import Callable, Union
 
-#: What :func:`mask` takes: any bytes-like object (other buffers work too).
-BytesLike = Union[bytes, bytearray, memoryview]
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from typing import Callable, Union
 
-#: A callable returning ``n`` random bytes; masking keys come from one of these.
-KeySource = Callable[[int], bytes]
+    #: What :func:`mask` takes: any bytes-like object (other buffers work too).
+    BytesLike = Union[bytes, bytearray, memoryview]
 
-#: The signature both implementations of the XOR share.
-MaskFunction = Callable[[BytesLike, BytesLike], bytes]
-#: The same with a prefix: ``(prefix, key, data) -> prefix + mask(key, data)``.
-PrefixedMaskFunction = Callable[[BytesLike, BytesLike, BytesLike], bytes]
+    #: A callable returning ``n`` random bytes; masking keys come from one of these.
+    KeySource = Callable[[int], bytes]
+
+    #: The signature both implementations of the XOR share.
+    MaskFunction = Callable[[BytesLike, BytesLike], bytes]
+    #: The same with a prefix: ``(prefix, key, data) -> prefix + mask(key, data)``.
+    PrefixedMaskFunction = Callable[[BytesLike, BytesLike, BytesLike], bytes]
 
 
 class BufferedRandom:

@@ -13,12 +13,15 @@ costs no more than one cut in two. The number of fragments is capped as well
 from __future__ import annotations
 
 import codecs
-from typing import Callable
 
 from .. import events
 from ..errors import PayloadTooLarge, ProtocolError
 from .deflate import PerMessageDeflate
 from .frames import MAX_PAYLOAD, OPCODE_BITS, RSV1, RSV1_BIT, FrameHeader, Opcode, invalid_utf8
+
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from typing import Callable
 
 _TEXT = int(Opcode.TEXT)
 

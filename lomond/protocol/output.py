@@ -12,12 +12,14 @@ what waits for a slow server waits here, as whole frames, where two rules apply:
 
 from __future__ import annotations
 
-from typing import List, Union
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from typing import List, Union
+
+    Frame = Union[bytes, bytearray]
 
 #: Frames taken together are joined into one piece up to this many bytes.
 JOIN_LIMIT = 256 * 1024
-
-Frame = Union[bytes, bytearray]
 
 
 class Outgoing:

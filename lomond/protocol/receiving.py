@@ -10,8 +10,6 @@ close frame. The input of one call is parsed in batches of
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .. import events
 from ..errors import HandshakeError, ProtocolError
 from ..response import Response
@@ -27,10 +25,13 @@ from .frames import (
     parse_close_payload,
 )
 from .handshake import RejectedHead, ResponseReader, accept_extensions, check_response
-from .mask import KeySource
 from .messages import MessageAssembler, whole_messages, wire_limit
 from .output import Outgoing
 from .states import READING, State
+
+TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
+if TYPE_CHECKING:
+    from .mask import KeySource
 
 #: The most events one call of ``events_received()`` parses the input for. The rest
 #: of the input waits, parsed at the next call: a read of tiny frames (a quarter of

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from typing import NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
 #: The port of each scheme lomond connects with, when a URL gives none.
@@ -24,21 +23,36 @@ _PATH_SAFE = "/:@!$&'()*+,;=%~"
 _QUERY_SAFE = _PATH_SAFE + "?"
 
 
-class Target(NamedTuple):
+class Target:
     """A parsed ``ws://`` or ``wss://`` URL."""
 
-    #: ``"ws"`` or ``"wss"``.
-    scheme: str
-    #: The host in ASCII (IDNA for internationalised names), IPv6 without brackets.
-    host: str
-    #: The port, defaulting to 80 or 443.
-    port: int
-    #: The percent-encoded path and query, for the request line.
-    resource: str
-    #: ``Basic ...`` from ``user:password@`` in the URL, or ``None``.
-    authorization: str | None
-    #: The URL without credentials or fragment: the one shown in events and logs.
-    url: str
+    __slots__ = ("scheme", "host", "port", "resource", "authorization", "url")
+
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        resource: str,
+        authorization: str | None,
+        url: str,
+    ) -> None:
+        #: ``"ws"`` or ``"wss"``.
+        self.scheme = scheme
+        #: The host in ASCII (IDNA for internationalised names), IPv6 without
+        #: brackets.
+        self.host = host
+        #: The port, defaulting to 80 or 443.
+        self.port = port
+        #: The percent-encoded path and query, for the request line.
+        self.resource = resource
+        #: ``Basic ...`` from ``user:password@`` in the URL, or ``None``.
+        self.authorization = authorization
+        #: The URL without credentials or fragment: the one shown in events and logs.
+        self.url = url
+
+    def __repr__(self) -> str:
+        return f"Target({self.url!r})"
 
     @property
     def host_header(self) -> str:

@@ -13,7 +13,7 @@ import random
 import re
 import tracemalloc
 import zlib
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,10 +22,13 @@ from hypothesis import strategies as st
 from lomond import WebSocket
 from lomond.errors import CompressionParameterError, PayloadTooLarge, ProtocolError
 from lomond.protocol import ClientProtocol
-from lomond.protocol.deflate import Deflate, ExtensionParameters, PerMessageDeflate
+from lomond.protocol.deflate import Deflate, PerMessageDeflate
 from lomond.protocol.frames import RSV1, Opcode, build_frame
 from lomond.protocol.handshake import accept_key
 from lomond.status import Status
+
+if TYPE_CHECKING:
+    from lomond.protocol.deflate import ExtensionParameters
 
 TAIL = b"\x00\x00\xff\xff"
 ZLIB_VERSION = tuple(int(part) for part in re.findall(r"\d+", zlib.ZLIB_RUNTIME_VERSION)[:3])
