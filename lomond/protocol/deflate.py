@@ -300,37 +300,6 @@ class PerMessageDeflate:
             return data[:-4]
         return data  # pragma: no cover - Z_SYNC_FLUSH always ends with the tail
 
-    def inflate_message(self, payload: bytes, limit: int | None) -> bytes:
-        """Inflate a whole message that came in one frame.
-
-        The receive fast path, kept short: one zlib call when the payload cannot
-        inflate past ``limit``; otherwise :meth:`decompress` inflates it in steps.
-
-        Raises:
-            PayloadTooLarge: The output would exceed ``limit`` (see :meth:`decompress`).
-            ProtocolError: The payload is not valid deflate data.
-        """
-        if not _inflates_within(len(payload) + len(_TAIL), limit):
-            return self.decompress(payload, limit, True)
-        decompressor = self._decompressor
-        if decompressor is None:
-            decompressor = zlib.decompressobj(-self._decompress_bits)
-        try:
-            data = decompressor.decompress(payload + _TAIL)
-        except zlib.error as error:
-            self._decompressor = None
-            raise ProtocolError(f"invalid compressed data ({error})") from None
-        if decompressor.eof:
-            # BFINAL ended the stream early: read on through the rest, as decompress()
-            # does (this stream counts as the frame's first).
-            self._decompressor = None
-            rest = decompressor.unused_data
-            if rest:
-                data += self._inflate(_slices(rest), None, ends=1)
-            decompressor = None
-        self._decompressor = None if self.server_no_context_takeover else decompressor
-        return data
-
     def decompress(self, payload: bytes, limit: int | None, final: bool) -> bytes:
         """Inflate one frame's payload of a compressed message.
 
@@ -348,9 +317,12 @@ class PerMessageDeflate:
         """
         if _inflates_within(len(payload) + len(_TAIL), limit):
             limit = None  # cannot inflate past the limit: no need to inflate in steps
-        inputs = _slices(payload)
-        if final:
-            inputs.append(_TAIL)
+        if final and len(payload) < _INPUT_STEP:
+            inputs: list[bytes | memoryview] = [payload + _TAIL]  # one zlib call
+        else:
+            inputs = _slices(payload)
+            if final:
+                inputs.append(_TAIL)
         data = self._inflate(inputs, limit)
         if final and self.server_no_context_takeover:
             self._decompressor = None

@@ -79,7 +79,7 @@ def whole_messages(
     for first, payload in frames:
         if first & RSV1_BIT:
             assert compression is not None  # RSV1 is refused unless negotiated
-            payload = compression.inflate_message(payload, max_message_size)
+            payload = compression.decompress(payload, max_message_size, True)
         if first & OPCODE_BITS == _TEXT:
             try:
                 append(Text(payload.decode("utf-8"), received_time))
