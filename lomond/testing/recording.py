@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 
 from .. import events
@@ -87,43 +88,55 @@ class Recorder:
     ) -> None:
         self.stream = stream
         self.clock = clock
+        #: Held while a line is written; hold it around a send and its :meth:`sent`
+        #: so that no event the send causes is written first.
+        self.lock = threading.RLock()
         self.start = clock()
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self._write({"format": FORMAT, "version": VERSION, "url": url, "started": started})
 
     def _write(self, line: Dict[str, Any]) -> None:
-        self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
-        self.stream.flush()
+        with self.lock:
+            self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
+            self.stream.flush()
 
-    def step(self, kind: str, **fields: Any) -> None:
-        """Write one step of type ``kind``, stamped with the time since the start."""
-        self._write({"t": round(self.clock() - self.start, 6), "type": kind, **fields})
+    def step(self, kind: str, source: str | None = None, **fields: Any) -> None:
+        """Write one step of type ``kind`` (from ``source``, if it has a direction),
+        stamped with the time since the start."""
+        with self.lock:
+            line: Dict[str, Any] = {"t": round(self.clock() - self.start, 6), "type": kind}
+            if source is not None:
+                line["from"] = source
+            line.update(fields)
+            self._write(line)
 
     def sent(self, payload: str | bytes) -> None:
         """The client sent a text (``str``) or binary (``bytes``) message."""
         if isinstance(payload, str):
-            self.step("text", **{"from": "client", "text": payload})
+            self.step("text", "client", text=payload)
         else:
-            self.step("binary", **{"from": "client", "data": encode_data(payload)})
+            self.step("binary", "client", data=encode_data(payload))
 
     def close_requested(self, code: int | None, reason: str) -> None:
         """The client started the closing handshake."""
-        self.step("close", **{"from": "client", "code": code, "reason": reason})
+        self.step("close", "client", code=code, reason=reason)
 
     def trace(self, record: Dict[str, Any]) -> None:
         """A ``WebSocket(trace=...)`` callable: it records the client's close."""
         if record.get("stage") == "close_requested":
-            self.close_requested(record.get("code"), str(record.get("reason", "")))
+            reason = record.get("reason", "")
+            if isinstance(reason, (bytes, bytearray)):
+                reason = bytes(reason).decode("utf-8", "replace")
+            self.close_requested(record.get("code"), str(reason))
 
     def event(self, event: events.Event) -> None:
         """Record what the client's loop yielded (events without content are skipped)."""
-        server = {"from": "server"}
         if isinstance(event, events.Text):
-            self.step("text", text=event.text, **server)
+            self.step("text", "server", text=event.text)
         elif isinstance(event, (events.Binary, events.Ping, events.Pong)):
-            self.step(event.name, data=encode_data(bytes(event.data)), **server)
+            self.step(event.name, "server", data=encode_data(bytes(event.data)))
         elif isinstance(event, (events.Closing, events.Closed)):
-            self.step("close", code=event.code, reason=event.reason, **server)
+            self.step("close", "server", code=event.code, reason=event.reason)
         elif isinstance(event, events.Ready):
             self.step("ready", protocol=event.protocol, extensions=sorted(event.extensions))
         elif isinstance(event, events.Rejected):

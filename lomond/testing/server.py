@@ -134,9 +134,10 @@ class Server:
         self._wake: tuple[socket.socket, socket.socket] | None = None
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._url: str | None = None
 
     def __repr__(self) -> str:
-        where = self.url if self._listener is not None else "not started"
+        where = self._url or "not started"
         return f"<lomond.testing.Server {where} connections={self._connections}>"
 
     # -- running -------------------------------------------------------------------------
@@ -148,10 +149,9 @@ class Server:
         Raises:
             RuntimeError: The server has not been started.
         """
-        if self._listener is None:
+        if self._url is None:
             raise RuntimeError("the Server is not started: use start() or a with block")
-        host, port = self._listener.getsockname()[:2]
-        return f"ws://{host_port(host, port)}/"
+        return self._url
 
     def start(self) -> Server:
         """Start listening and serving in a daemon thread; return the server.
@@ -168,6 +168,7 @@ class Server:
             listener.bind(("127.0.0.1", 0))
             listener.listen(16)
             self._listener = listener
+            self._url = f"ws://{host_port(*listener.getsockname()[:2])}/"
             self._wake = socket.socketpair()
             self._thread = threading.Thread(
                 target=self._accept_loop, name="lomond-test-server", daemon=True
@@ -181,6 +182,8 @@ class Server:
         Waits (briefly) for the server's threads to finish. Stopping twice, or a
         server never started, does nothing.
         """
+        if self._stopped:
+            return
         self._stopped = True
         if self._listener is None or self._wake is None or self._thread is None:
             return
@@ -333,7 +336,8 @@ class Server:
             TypeError, ValueError: ``data`` is not bytes, or too long.
             AssertionError: No client is connected (after waiting ``timeout``).
         """
-        self._latest().send(Opcode.PING, control_payload("ping", data))
+        payload = control_payload("ping", data)
+        self._latest().send(Opcode.PING, payload)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake with the latest client, and return at once.
