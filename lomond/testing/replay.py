@@ -101,21 +101,28 @@ class Replayer:
             if not self._pause(gap * self.speed):
                 self._missed(steps[index:])
                 return
-            kind, source = step["type"], step.get("from")
-            if source == "client" and kind in ("text", "binary"):
-                self._expect(step)
-            elif source == "client" and kind == "close":
-                client_closed = True
-                self._expect_close(step)
-            elif source == "server" and kind in _SERVER_FRAMES:
-                payload = step["text"].encode("utf-8") if kind == "text" else step["data"]
-                self._send(_SERVER_FRAMES[kind], payload)
-            elif source == "server" and kind == "close" and not client_closed:
-                self.connection.close(step.get("code"), step.get("reason", "").encode("utf-8"))
-            elif kind == "protocol_error":
-                self.connection.abort("drop")
-            elif kind == "disconnected":
-                self._end(step)
+            if not self._play(step, client_closed):
+                self._missed(steps[index:])
+                return
+            client_closed = client_closed or (step["type"], step.get("from")) == ("close", "client")
+
+    def _play(self, step: Step, client_closed: bool) -> bool:
+        """Play one step; return ``False`` if the connection ended before it could."""
+        kind, source = step["type"], step.get("from")
+        if source == "client" and kind in ("text", "binary"):
+            return self._expect(step)
+        if source == "client" and kind == "close":
+            self._expect_close(step)
+        elif source == "server" and kind in _SERVER_FRAMES:
+            payload = step["text"].encode("utf-8") if kind == "text" else step["data"]
+            self._send(_SERVER_FRAMES[kind], payload)
+        elif source == "server" and kind == "close" and not client_closed:
+            self.connection.close(step.get("code"), step.get("reason", "").encode("utf-8"))
+        elif kind == "protocol_error":
+            self.connection.abort("drop")
+        elif kind == "disconnected":
+            self._end(step)
+        return True
 
     def _pause(self, seconds: float) -> bool:
         """Wait ``seconds``; return ``False`` if the connection ended meanwhile."""
@@ -145,14 +152,16 @@ class Replayer:
             self._changed.wait_for(lambda: self._inbox or self._ended, self.timeout)
             return self._inbox.popleft() if self._inbox else None
 
-    def _expect(self, step: Step) -> None:
+    def _expect(self, step: Step) -> bool:
         message = self._next_message()
+        if message is None and self._ended:
+            return False
         if message is None:
             self.report(
                 f"replay: the client was to send {describe(step)} "
                 f"(at {step['t']:g}s in the recording); it sent nothing within {self.timeout:g}s"
             )
-            return
+            return True
         expected = step["text"].encode("utf-8") if step["type"] == "text" else step["data"]
         opcode = Opcode.TEXT if step["type"] == "text" else Opcode.BINARY
         if message.opcode != opcode or message.payload != expected:
@@ -160,6 +169,7 @@ class Replayer:
                 f"replay: the client was to send {describe(step)} "
                 f"(at {step['t']:g}s in the recording); it sent {describe_message(message)}"
             )
+        return True
 
     def _expect_close(self, step: Step) -> None:
         with self._changed:

@@ -196,7 +196,8 @@ class Server:
         for connection in connections:
             connection.thread.join(5)
         for replayer in list(self._replayers.values()):
-            replayer.thread.join(5)
+            if replayer.thread.ident is not None:
+                replayer.thread.join(5)
         self._listener.close()
         for end in self._wake:
             end.close()
@@ -237,7 +238,7 @@ class Server:
                 )  # fmt: skip
             connection = Connection(sock, self, options)
             self._live.append(connection)
-            if replay is not None:
+            if replay is not None and replay[0].reject is None:
                 script, speed, timeout = replay
                 self._replayers[connection] = Replayer(
                     script, connection, speed, timeout, self._mismatch
