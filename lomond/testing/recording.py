@@ -37,6 +37,7 @@ from .. import events
 
 TYPE_CHECKING = False  # typing is not imported at run time
 if TYPE_CHECKING:
+    from os import PathLike
     from typing import IO, Any, Callable, Dict, List
 
     Step = Dict[str, Any]
@@ -232,7 +233,7 @@ def parse_recording(lines: List[str], name: str = "<recording>") -> List[Script]
     return scripts
 
 
-def read_recording(path: str) -> List[Script]:
+def read_recording(path: str | PathLike[str]) -> List[Script]:
     """Read the recording at ``path`` (see :func:`parse_recording`).
 
     Raises:

@@ -98,7 +98,11 @@ class Replayer:
         for index in range(1, len(steps)):
             step = steps[index]
             gap = max(0.0, float(step["t"]) - float(steps[index - 1]["t"]))
-            if not self._pause(gap * self.speed):
+            if step.get("how") != "reset":
+                # A reset keeps its gap whatever the speed: it discards what the client
+                # has not read yet, so it must not come sooner than it did.
+                gap *= self.speed
+            if not self._pause(gap):
                 self._missed(steps[index:])
                 return
             if not self._play(step, client_closed):

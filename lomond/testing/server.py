@@ -18,13 +18,14 @@ from .replay import Replayer
 
 TYPE_CHECKING = False  # typing is not imported at run time
 if TYPE_CHECKING:
+    from os import PathLike
     from typing import Any, Deque, Dict, Iterable, List, Protocol, Union
 
     Message = Union[str, bytes]
 
     class ReplayCall(Protocol):
         def __call__(
-            self, path: str, speed: float = 1.0, *, timeout: float | None = None
+            self, path: str | PathLike[str], speed: float = 1.0, *, timeout: float | None = None
         ) -> Server: ...
 
 
@@ -43,7 +44,9 @@ class _ReplayMethod:
         if instance is not None:
             return instance._replay
 
-        def replay(path: str, speed: float = 1.0, *, timeout: float | None = None) -> Server:
+        def replay(
+            path: str | PathLike[str], speed: float = 1.0, *, timeout: float | None = None
+        ) -> Server:
             server = owner()
             server._replay(path, speed, timeout=timeout)
             return server.start()
@@ -365,7 +368,8 @@ class Server:
         """Reset the latest client's TCP connection (RST: ``SO_LINGER`` of 0).
 
         lomond yields ``Disconnected(graceful=False)`` with a "connection reset" reason.
-        Returns once the reset is sent.
+        Returns once the reset is sent. As with any reset, what the client had not
+        read yet is lost: messages sent just before may never arrive.
         """
         connection = self._latest()
         connection.abort("reset")
@@ -453,7 +457,9 @@ class Server:
 
     # -- replay --------------------------------------------------------------------------
 
-    def _replay(self, path: str, speed: float = 1.0, *, timeout: float | None = None) -> Server:
+    def _replay(
+        self, path: str | PathLike[str], speed: float = 1.0, *, timeout: float | None = None
+    ) -> Server:
         """Serve the recording at ``path`` (written by ``lomond URL --record``).
 
         ``server.replay(path)`` serves it to the next clients that connect (one
@@ -462,7 +468,9 @@ class Server:
         server. What the server sent is sent again in order, after the recorded gaps
         times ``speed`` (``0``: no waiting); each message the client sent is waited
         for (up to ``timeout`` seconds) and compared; each connection ends as the
-        recorded one did (close code and reason, drop or reset). Differences go to
+        recorded one did (close code and reason, drop or reset; a reset keeps its
+        recorded gap whatever the speed, as it discards what the client has not read
+        yet). Differences go to
         :attr:`mismatches`, which :meth:`check` and the pytest fixture report.
 
         Raises:
