@@ -23,6 +23,7 @@ from typing import Any, List, Tuple
 from ..errors import ProtocolError
 from ..protocol.frames import Opcode, build_close_payload, build_frame
 from ..protocol.url import host_port
+from ..testing.connection import read_head
 from ..testing.handshake import (
     DEFLATE_RESPONSE,
     MAX_REQUEST_SIZE,
@@ -116,7 +117,7 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         sock = self.request
-        head, rest = _read_head(sock)
+        head, rest = read_head(sock)
         if not head:
             return
         try:
@@ -148,20 +149,6 @@ class _Handler(socketserver.BaseRequestHandler):
             self.request.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-
-
-def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
-    """Read up to the end of the HTTP head; return ``(head, bytes after it)``."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        if len(data) > MAX_REQUEST_SIZE:
-            return b"", b""
-        chunk = sock.recv(4096)
-        if not chunk:
-            return b"", b""
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    return head, rest
 
 
 class _Server(socketserver.ThreadingTCPServer):

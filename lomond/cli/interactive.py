@@ -13,7 +13,7 @@ import contextlib
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Generator, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, ContextManager, Generator, Iterator, Sequence, TextIO
 
 from .. import events
 from ..errors import WebSocketError
@@ -228,7 +228,8 @@ class InteractiveClient:
     def request_close(self) -> None:
         """Close gracefully and end the run (also ends ``--persist``)."""
         self.exit_requested.set()
-        self.ws.close()
+        with self._recording():
+            self.ws.close()  # traced: recorded before the server's answer is
 
     def _time_out(self) -> None:
         self.outcome.abandon(f"timed out after {self.options.timeout:g}s")
@@ -255,17 +256,19 @@ class InteractiveClient:
 
     def send(self, text: str) -> None:
         """Send a text message; if it cannot be sent, say so on the error stream."""
-        recorder = self.recorder
-        # With --record, the message is written down under the recorder's lock, which
-        # the loop's thread takes to record an event: a reply cannot come first.
-        with recorder.lock if recorder is not None else contextlib.nullcontext():
+        with self._recording():
             try:
                 self.ws.send_text(text)
             except WebSocketError as error:
                 self.warn(f"not sent: {error}")
             else:
-                if recorder is not None:
-                    recorder.sent(text)
+                if self.recorder is not None:
+                    self.recorder.sent(text)
+
+    def _recording(self) -> ContextManager[object]:
+        """With ``--record``, the recorder's lock: the loop's thread takes it to record
+        an event, so a send or a close is written down before any answer to it."""
+        return self.recorder.lock if self.recorder is not None else contextlib.nullcontext()
 
     def warn(self, message: str) -> None:
         """Write one line to the error stream."""

@@ -297,9 +297,12 @@ def _run_recorded(client: InteractiveClient, path: str, parser: argparse.Argumen
     except OSError as error:
         parser.error(f"--record: cannot write {path!r}: {error.strerror}")
     with stream:
-        client.recorder = Recorder(stream, client.ws.url)
-        client.ws.trace = client.recorder.trace
-        return client.run()
+        recorder = client.recorder = Recorder(stream, client.ws.url)
+        client.ws.trace = recorder.trace
+        try:
+            return client.run()
+        finally:
+            recorder.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -76,7 +76,9 @@ class Recorder:
     """Writes a session as a recording, one line per step, flushed as it goes.
 
     Give it every event the client's loop yields (:meth:`event`) and what the client
-    sends (:meth:`sent`, :meth:`close_requested`).
+    sends (:meth:`sent`, :meth:`close_requested`, or :meth:`trace` as the
+    WebSocket's ``trace``). A thread that sends or closes holds :attr:`lock` around
+    the call and its record, so that nothing the call causes is written first.
 
     Args:
         stream: A text file open for writing.
@@ -92,14 +94,26 @@ class Recorder:
         #: Held while a line is written; hold it around a send and its :meth:`sent`
         #: so that no event the send causes is written first.
         self.lock = threading.RLock()
+        #: Set by :meth:`close`.
+        self.closed = False
         self.start = clock()
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self._write({"format": FORMAT, "version": VERSION, "url": url, "started": started})
 
     def _write(self, line: Dict[str, Any]) -> None:
         with self.lock:
+            if self.closed:
+                return
             self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
             self.stream.flush()
+
+    def close(self) -> None:
+        """Stop recording: what other threads report afterwards is not written.
+
+        The stream is left open (its owner closes it).
+        """
+        with self.lock:
+            self.closed = True
 
     def step(self, kind: str, source: str | None = None, **fields: Any) -> None:
         """Write one step of type ``kind`` (from ``source``, if it has a direction),

@@ -190,20 +190,22 @@ class Server:
         self._stopped = True
         if self._listener is None or self._wake is None or self._thread is None:
             return
-        self._wake[1].send(b"x")
-        self._thread.join(5)
-        with self._changed:
-            connections = list(self._live)
-        for connection in connections:
-            connection.abort("drop")
-        for connection in connections:
-            connection.thread.join(5)
-        for replayer in list(self._replayers.values()):
-            if replayer.thread.ident is not None:
-                replayer.thread.join(5)
-        self._listener.close()
-        for end in self._wake:
-            end.close()
+        try:
+            self._wake[1].send(b"x")
+            self._thread.join(5)
+            with self._changed:
+                connections = list(self._live)
+            for connection in connections:
+                connection.abort("drop")
+            for connection in connections:
+                connection.thread.join(5)
+            for replayer in list(self._replayers.values()):
+                if replayer.thread.ident is not None:
+                    replayer.thread.join(5)
+        finally:
+            self._listener.close()
+            for end in self._wake:
+                end.close()
 
     def __enter__(self) -> Server:
         return self.start()
@@ -264,7 +266,8 @@ class Server:
         """A client sent a text or binary message."""
         payload = message.payload
         with self._changed:
-            self.received.append(payload.decode("utf-8") if message.opcode == 1 else payload)
+            text = message.opcode == Opcode.TEXT
+            self.received.append(payload.decode("utf-8") if text else payload)
             self._changed.notify_all()
         replayer = self._replayers.get(connection)
         if replayer is not None:
@@ -303,9 +306,13 @@ class Server:
         """The latest open connection, waiting up to ``timeout`` for one."""
         wait = self.timeout if timeout is None else timeout
         with self._changed:
-            if not self._changed.wait_for(lambda: self._open, wait):
+            # A connection the server is closing takes nothing more: the next one will.
+            if not self._changed.wait_for(self._open_connections, wait):
                 raise AssertionError(f"no client connected to the test server within {wait:g}s")
-            return self._open[-1]
+            return self._open_connections()[-1]
+
+    def _open_connections(self) -> list[Connection]:
+        return [connection for connection in self._open if connection.state == "open"]
 
     def send_text(self, text: str) -> None:
         """Send a text message to the latest client.
