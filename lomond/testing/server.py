@@ -127,7 +127,9 @@ class Server:
         #: How replays differed from their recordings, described.
         self.mismatches: List[str] = []
         self._connections = 0
-        self._cursor = 0  # the next message of ``received`` for expect_*
+        # How many of the last messages of ``received`` no expect_* took yet (counted
+        # from the end, so that a test may clear the list).
+        self._pending = 0
         self._open: List[Connection] = []
         self._live: List[Connection] = []
         self._scripts: Deque[tuple[Script, float, float]] = collections.deque()
@@ -229,18 +231,10 @@ class Server:
                 self._serve(sock)
 
     def _serve(self, sock: socket.socket) -> None:
-        options = self._options
-        replay = None
         with self._changed:
             self._connections += 1
-            if self._scripts:
-                replay = self._scripts.popleft()
-                script = replay[0]
-                protocols = [script.protocol] if script.protocol else []
-                options = Options(
-                    protocols, script.compress, script.reject, options.max_message_size,
-                    options.close_timeout,
-                )  # fmt: skip
+            replay = self._scripts.popleft() if self._scripts else None
+            options = self._options if replay is None else self._replay_options(replay[0])
             connection = Connection(sock, self, options)
             self._live.append(connection)
             if replay is not None and replay[0].reject is None:
@@ -250,6 +244,18 @@ class Server:
                 )
             self._changed.notify_all()
         connection.start()
+
+    def _replay_options(self, script: Script) -> Options:
+        """Answer the upgrade as the recorded server did."""
+        protocols = [script.protocol] if script.protocol else []
+        options = self._options
+        return Options(
+            protocols,
+            script.compress,
+            script.reject,
+            options.max_message_size,
+            options.close_timeout,
+        )
 
     # -- what the connections report (their threads call these) --------------------------
 
@@ -268,6 +274,7 @@ class Server:
         with self._changed:
             text = message.opcode == Opcode.TEXT
             self.received.append(payload.decode("utf-8") if text else payload)
+            self._pending += 1
             self._changed.notify_all()
         replayer = self._replayers.get(connection)
         if replayer is not None:
@@ -427,12 +434,19 @@ class Server:
     def _next_message(self, kind: str, timeout: float | None) -> Message:
         wait = self.timeout if timeout is None else _check_seconds("timeout", timeout, True)
         with self._changed:
-            if not self._changed.wait_for(lambda: self._cursor < len(self.received), wait):
-                raise AssertionError(f"no {kind} message from the client within {wait:g}s; "
-                                     + self._summary())  # fmt: skip
-            message = self.received[self._cursor]
-            self._cursor += 1
+            if not self._changed.wait_for(self._has_pending, wait):
+                summary = self._summary()
+                raise AssertionError(
+                    f"no {kind} message from the client within {wait:g}s; {summary}"
+                )
+            message = self.received[-self._pending]
+            self._pending -= 1
             return message
+
+    def _has_pending(self) -> bool:
+        # Messages the test removed from ``received`` can no longer be expected.
+        self._pending = min(self._pending, len(self.received))
+        return self._pending > 0
 
     def _summary(self) -> str:
         """What did arrive, for an assertion message (called under the lock)."""

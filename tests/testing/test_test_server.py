@@ -339,6 +339,24 @@ class TestExpect:
         server.drop()
         client.join()
 
+    def test_received_may_be_cleared(self, server: Server) -> None:
+        def on_event(ws: WebSocket, event: events.Event) -> None:
+            if isinstance(event, events.Ready):
+                ws.send_text("one")
+                ws.send_text("two")
+            elif isinstance(event, events.Text):
+                ws.send_text(f"after {event.text}")
+
+        client = Client(server.url, on_event)
+        assert server.expect_text() == "one"
+        wait_for(lambda: len(server.received) == 2)
+        server.received.clear()  # "two" goes, unexpected
+        server.send_text("three")
+        assert server.expect_text() == "after three"
+        assert server.received == ["after three"]
+        server.drop()
+        client.join()
+
     def test_bad_arguments(self, server: Server) -> None:
         with pytest.raises(TypeError):
             server.send_text(b"bytes")  # type: ignore[arg-type]
