@@ -298,6 +298,38 @@ class TestReplay:
             "replay: the client was to send close 1000 'bye'; it sent close 4000 'other'"
         ]
 
+    def test_the_upgrade_is_answered_as_recorded(self, tmp_path: Path) -> None:
+        opening = {"t": 0, "type": "ready", "protocol": "v2", "extensions": ["permessage-deflate"]}
+        path = write(tmp_path / "r.jsonl", opening, close(0, "server", 1000, ""))
+        with Server.replay(path, speed=0) as server:
+            ws = WebSocket(server.url, protocols=["v1", "v2"], compress=True)
+            collected = run(ws)
+        assert (collected[2].protocol, collected[2].extensions) == ("v2", {"permessage-deflate"})
+
+    def test_a_server_protocol_error_is_replayed_as_a_drop(self, tmp_path: Path) -> None:
+        path = write(
+            tmp_path / "r.jsonl",
+            ready(), text(0, "server", "ok"),
+            {"t": 0, "type": "protocol_error", "error": "reserved opcode 3"},
+            {"t": 0, "type": "disconnected", "reason": "reserved opcode 3", "how": "client"},
+        )  # fmt: skip
+        with Server.replay(path, speed=0) as server:
+            collected = run(WebSocket(server.url))
+        assert [event.name for event in collected][2:] == ["ready", "text", "disconnected"]
+        assert collected[-1].graceful is False
+
+    def test_a_client_that_gave_up_is_waited_for(self, tmp_path: Path) -> None:
+        unresponsive = {"t": 0.1, "type": "unresponsive"}
+        gave_up = {"t": 0.1, "type": "disconnected", "reason": "no pong", "how": "client"}
+        path = write(tmp_path / "r.jsonl", ready(), unresponsive, gave_up)
+        with Server.replay(path, speed=0) as server:
+            ws = WebSocket(server.url)
+            collected = run(
+                ws, lambda event: ws.force_disconnect() if event.name == "ready" else None
+            )
+            assert server.mismatches == []
+        assert collected[-1].reason == "disconnected by force_disconnect()"
+
     @pytest.mark.parametrize(
         "arguments, error, message",
         [
