@@ -141,20 +141,21 @@ class Connection:
 
     def abort(self, ending: str) -> None:
         """End the connection without a close frame: ``"drop"`` (FIN) or ``"reset"`` (RST)."""
-        with self._lock:
-            if self.state == "ended":
-                return
-            self.ending = ending
-            try:
-                if ending == "reset":
-                    # SO_LINGER with a zero timeout: close() sends RST, not FIN.
-                    linger = struct.pack("ii", 1, 0)
-                    self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
-                    self.sock.shutdown(socket.SHUT_RD)  # wakes the thread, which closes
-                else:
-                    self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        # Not under the lock: a send blocked on a client that does not read holds it,
+        # and shutting the socket down is what ends that send.
+        if self.state == "ended":
+            return
+        self.ending = ending
+        try:
+            if ending == "reset":
+                # SO_LINGER with a zero timeout: close() sends RST, not FIN.
+                linger = struct.pack("ii", 1, 0)
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                self.sock.shutdown(socket.SHUT_RD)  # wakes the thread, which closes
+            else:
+                self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # closed already
 
     def _write(self, data: bytes) -> None:
         try:

@@ -422,6 +422,26 @@ class TestLifecycle:
             wait_for(lambda: open_count(server) == 1)
         assert names(client.join())[-1] == "disconnected"
 
+    def test_stop_ends_a_send_to_a_client_that_does_not_read(self) -> None:
+        server = Server().start()
+        sock = handshake(server)  # and never reads
+        errors: list[str] = []
+
+        def send() -> None:
+            try:
+                server.send_binary(bytes(64 * 1024 * 1024))
+            except AssertionError as error:
+                errors.append(str(error))
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        time.sleep(0.2)
+        server.stop()
+        sender.join(5)
+        sock.close()
+        assert not sender.is_alive()
+        assert errors and errors[0].startswith("could not send to the client: ")
+
     def test_repr(self) -> None:
         server = Server()
         assert repr(server) == "<lomond.testing.Server not started connections=0>"
