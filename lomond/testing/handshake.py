@@ -159,7 +159,7 @@ def checked_reject(reject: object) -> tuple[int, list[tuple[str, str]]] | None:
     """
     if reject is None:
         return None
-    if not isinstance(reject, tuple) or len(reject) != 2:
+    if not isinstance(reject, (tuple, list)) or len(reject) != 2:
         raise TypeError(f"reject must be (status, headers) or None, not {reject!r}")
     status, headers = reject
     if isinstance(status, bool) or not isinstance(status, int):

@@ -75,6 +75,7 @@ class TestErrorResponse:
         [
             (None, None),
             ((404, None), (404, [])),
+            ([404, []], (404, [])),
             ((503, {"Retry-After": "5"}), (503, [("Retry-After", "5")])),
             ((302, [("Location", "ws://elsewhere/")]), (302, [("Location", "ws://elsewhere/")])),
         ],
