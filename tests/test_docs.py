@@ -60,6 +60,8 @@ PUBLIC_MODULES = [
     "lomond.response",
     "lomond.constants",
     "lomond.compression",
+    "lomond.testing",
+    "lomond.testing.server",
 ]
 
 
@@ -206,8 +208,26 @@ class TestExamples:
             "echo_server.py",
             "persist_feed.py",
             "client_certificate.py",
+            "price_bot.py",
+            "test_price_bot.py",
         }
         assert {path.name for path in EXAMPLES.glob("*.py")} == tested
+
+    def test_the_bot_s_tests(self) -> None:
+        """The testing page's bot passes its tests, which use the ``lomond_server``
+        fixture (the plugin that installing lomond registers) and replay
+        ``incident.jsonl``."""
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_price_bot.py"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=60,
+            cwd=EXAMPLES,
+            env=example_env(),
+        )
+        assert result.returncode == 0, result.stdout
+        assert "3 passed" in result.stdout
 
 
 # -- what the pages contain ---------------------------------------------------------

@@ -3,7 +3,9 @@
 TLS (``ssl``, ``lomond.network.tls``), proxies (``lomond.network.tunnel``,
 ``lomond.network.socks``), JSON, ``hashlib`` (OpenSSL's libcrypto), ``random`` and
 ``logging`` (see ``lomond._logging``) are imported where they are first used, so a
-program that never needs them never pays for loading them. ``typing`` is never
+program that never needs them never pays for loading them. The test kit
+(``lomond.testing``) is imported by tests only (tests/testing/test_plugin.py also
+checks that ``import lomond`` leaves pytest alone). ``typing`` is never
 imported at run time: names for the type checker are imported under ``if
 TYPE_CHECKING:`` (ruff's rule TC004 catches one used at run time). The benchmarks
 measure the time (``benchmarks/``); this test keeps the list honest.
@@ -39,6 +41,7 @@ DEFERRED = [
     "lomond.network.socks",
     "lomond.cli.console",
     "lomond.cli.main",
+    "lomond.testing",
 ]
 
 

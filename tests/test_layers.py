@@ -9,6 +9,8 @@ rules of ``docs/internals.rst``:
 * ``network/`` uses only itself, errors, response, the logger and ``protocol.url``
   (addresses and credentials);
 * ``loop/`` never uses the façade (websocket, persist) nor the command line;
+* ``testing/`` (the test server) uses only itself, the protocol and the data
+  modules: it is a server, and shares no code with the client's shell;
 * nothing but the command line and ``python -m lomond`` uses ``cli/``;
 * no module reaches itself through its imports.
 """
@@ -95,6 +97,15 @@ def test_the_loop_never_uses_the_facade(module: str) -> None:
     forbidden = {"lomond.websocket", "lomond.persist", "lomond", "lomond.session"}
     used = {m for m in GRAPH[module] if m in forbidden or layer(m) == "cli"}
     assert not used, f"{module} imports {sorted(used)}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if layer(m) == "testing"))
+def test_the_test_server_is_built_on_the_protocol(module: str) -> None:
+    allowed = DATA_MODULES | {"lomond.events"}
+    outside = {
+        m for m in GRAPH[module] if layer(m) not in ("testing", "protocol") and m not in allowed
+    }
+    assert not outside, f"{module} imports {sorted(outside)}"
 
 
 def test_only_the_command_line_uses_it() -> None:

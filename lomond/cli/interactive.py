@@ -9,16 +9,20 @@ input it closes the connection gracefully once replies have stopped arriving.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import threading
 import time
-from typing import Generator, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, ContextManager, Generator, Iterator, Sequence, TextIO
 
 from .. import events
 from ..errors import WebSocketError
 from ..persist import persist
 from ..websocket import WebSocket
 from .console import EventPrinter, Outcome
+
+if TYPE_CHECKING:
+    from ..testing.recording import Recorder
 
 #: Seconds the client waits for the server to answer its close frame.
 CLOSE_TIMEOUT = 5.0
@@ -150,6 +154,8 @@ class InteractiveClient:
         self.received = 0
         self.last_activity = time.monotonic()
         self.expected: int | None = options.count or len(options.send) or None
+        #: Writes the session down (``--record``), or ``None``.
+        self.recorder: Recorder | None = None
 
     def run(self) -> int:
         """Run until the connection (or, with ``--persist``, the run) ends; return the status."""
@@ -165,6 +171,8 @@ class InteractiveClient:
             timer.start()
         try:
             for event in self._events():
+                if self.recorder is not None:
+                    self.recorder.event(event)
                 if self._beyond_count(event):
                     continue
                 self.printer.event(event)
@@ -220,7 +228,8 @@ class InteractiveClient:
     def request_close(self) -> None:
         """Close gracefully and end the run (also ends ``--persist``)."""
         self.exit_requested.set()
-        self.ws.close()
+        with self._recording():
+            self.ws.close()  # traced: recorded before the server's answer is
 
     def _time_out(self) -> None:
         self.outcome.abandon(f"timed out after {self.options.timeout:g}s")
@@ -247,10 +256,19 @@ class InteractiveClient:
 
     def send(self, text: str) -> None:
         """Send a text message; if it cannot be sent, say so on the error stream."""
-        try:
-            self.ws.send_text(text)
-        except WebSocketError as error:
-            self.warn(f"not sent: {error}")
+        with self._recording():
+            try:
+                self.ws.send_text(text)
+            except WebSocketError as error:
+                self.warn(f"not sent: {error}")
+            else:
+                if self.recorder is not None:
+                    self.recorder.sent(text)
+
+    def _recording(self) -> ContextManager[object]:
+        """With ``--record``, the recorder's lock: the loop's thread takes it to record
+        an event, so a send or a close is written down before any answer to it."""
+        return self.recorder.lock if self.recorder is not None else contextlib.nullcontext()
 
     def warn(self, message: str) -> None:
         """Write one line to the error stream."""

@@ -197,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     session.add_argument(
         "--no-input", action="store_true", help="do not read stdin; just print events"
     )
+    session.add_argument(
+        "--record",
+        metavar="FILE",
+        help=(
+            "write the session to FILE as JSON lines (both directions, time offsets, "
+            "pings, the close or how it dropped), to replay with lomond.testing.Server"
+        ),
+    )
     return parser
 
 
@@ -280,6 +288,23 @@ def configure_logging(verbose: bool) -> None:
         logger.addHandler(logging.NullHandler())
 
 
+def _run_recorded(client: InteractiveClient, path: str, parser: argparse.ArgumentParser) -> int:
+    """Run ``client`` with ``--record path``: every step goes to the file as it happens."""
+    from ..testing.recording import Recorder
+
+    try:
+        stream = open(path, "w", encoding="utf-8")
+    except OSError as error:
+        parser.error(f"--record: cannot write {path!r}: {error.strerror}")
+    with stream:
+        recorder = client.recorder = Recorder(stream, client.ws.url)
+        client.ws.trace = recorder.trace
+        try:
+            return client.run()
+        finally:
+            recorder.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit status.
 
@@ -312,7 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.insecure:
             sys.stderr.write(f"lomond: warning: {INSECURE_WARNING}\n")
         client = InteractiveClient(ws, client_options(args), printer, sys.stderr, _input_fd(args))
-        return client.run()
+        if args.record is None:
+            return client.run()
+        return _run_recorded(client, args.record, parser)
     except KeyboardInterrupt:
         sys.stderr.write("lomond: interrupted\n")
         return EXIT_INTERRUPTED

@@ -271,6 +271,34 @@ class TestCount:
         assert received[-1]["name"] == "disconnected" and received[-1]["graceful"]
 
 
+class TestRecord:
+    """``--record FILE``; its format and replay are tested in tests/testing/."""
+
+    def test_the_session_is_written_as_it_happens(self, echo_url: str, tmp_path: Path) -> None:
+        path = tmp_path / "session.jsonl"
+        result = lomond_cli(echo_url, "--record", str(path), input="hello\n")
+        assert result.returncode == 0, result.stderr
+        lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        assert lines[0]["format"] == "lomond-recording"
+        assert lines[0]["url"] == echo_url
+        assert [(line["type"], line.get("from")) for line in lines[1:]] == [
+            ("ready", None),
+            ("text", "client"),
+            ("text", "server"),
+            ("close", "client"),
+            ("close", "server"),
+            ("disconnected", None),
+        ]
+        offsets = [line["t"] for line in lines[1:]]
+        assert offsets == sorted(offsets)
+
+    def test_an_unwritable_file_is_a_usage_error(self, echo_url: str, tmp_path: Path) -> None:
+        result = lomond_cli(echo_url, "--record", str(tmp_path / "no" / "such.jsonl"))
+        assert result.returncode == 2
+        assert "lomond: error: --record: cannot write" in result.stderr
+        assert_no_traceback(result)
+
+
 class TestFailures:
     """Non-zero exit with a one-line reason on stderr; never a traceback."""
 
@@ -562,6 +590,7 @@ class TestUsage:
             "--json",
             "--demo",
             "--version",
+            "--record",
         ]:
             assert option in result.stdout
 
