@@ -40,13 +40,15 @@ from .writer import Writer
 
 TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
-    from typing import Callable, TypeVar
+    from typing import Callable, Tuple, TypeVar
 
     from ..network.deadline import Clock
     from ..network.sockets import SocketLike
     from .reader import Data
 
     T = TypeVar("T")
+    #: The next connection of a redirect: its protocol, its connector, its URL.
+    NextHop = Tuple[ClientProtocol, Connector, str]
 
 #: A thread other than the loop's waits while more than this many bytes are queued.
 HIGH_WATER = 4 * 1024 * 1024
@@ -288,8 +290,26 @@ class Connection:
 
     # -- for the loop ------------------------------------------------------------
 
+    def _switch(self, protocol: ClientProtocol, connector: Connector, url: str) -> None:
+        """Leave this connection for the next one of a redirect: close the socket, and
+        take the next protocol, connector and URL. The connect deadline stays: one
+        ``connect_timeout`` covers the whole chain."""
+        self._emit_traces()
+        with self._lock:
+            self._close_socket_locked()
+            protocol.auto_pong = self.protocol.auto_pong
+            self.protocol = protocol
+            self.connector = connector
+            self.url = url
+            self._writer = Writer(protocol, tracing=self.tracer is not None)
+            self._proxy_url = None
+        if self.tracer is not None:
+            self.tracer.url = url
+
     def _open(self) -> SocketLike:
-        deadline = Deadline(self.connect_timeout, self._clock)
+        deadline = self._connect_deadline
+        if deadline is None:  # the first connection (a redirect keeps its deadline)
+            deadline = Deadline(self.connect_timeout, self._clock)
         opened = self.connector.open(deadline)
         sock = opened.sock
         self._proxy_url = opened.proxy_url
