@@ -310,6 +310,18 @@ class WebSocket:
         return self._session is not None and self._session.protocol.compression is not None
 
     @property
+    def latency(self) -> float | None:
+        """Seconds of the last ping round trip of the current (or last) connection.
+
+        Measured on a monotonic clock from when lomond sent a ping (automatic, every
+        ``ping_rate`` seconds, or :meth:`send_ping`) to when the pong that answers
+        it was read; ``None`` until the first pong of the connection. A pong answers
+        the oldest ping in flight with the same payload; an unsolicited pong changes
+        nothing. See :ref:`latency`.
+        """
+        return None if self._session is None else self._session.latency
+
+    @property
     def sent_close_time(self) -> float | None:
         """When our close frame was sent, in seconds on the session clock, or ``None``."""
         return None if self._session is None else self._session.sent_close_time
@@ -349,6 +361,8 @@ class WebSocket:
         ping_timeout: float | None = None,
         auto_pong: bool = True,
         close_timeout: float | None = 30.0,
+        *,
+        data_resets_ping_timeout: bool = False,
     ) -> Generator[events.Event, None, None]:
         """Return a generator that connects and yields the connection's events.
 
@@ -361,6 +375,9 @@ class WebSocket:
             auto_pong: Answer pings automatically.
             close_timeout: Seconds to wait for the server to finish the closing
                 handshake after our close frame; ``None`` waits forever.
+            data_resets_ping_timeout: Count any data received, not only pongs, as a
+                sign of life for ``ping_timeout`` (for busy links whose server
+                answers pings late; see :ref:`busy-links`).
 
         Raises:
             RuntimeError: A previous connection's loop is still running (from its
@@ -374,6 +391,7 @@ class WebSocket:
             ping_timeout=ping_timeout,
             auto_pong=auto_pong,
             close_timeout=close_timeout,
+            data_resets_ping_timeout=data_resets_ping_timeout,
         )
         self._check_not_running("connect")
         self.reset()
@@ -392,6 +410,7 @@ class WebSocket:
             ping_timeout=ping_timeout,
             auto_pong=auto_pong,
             close_timeout=close_timeout,
+            data_resets_ping_timeout=data_resets_ping_timeout,
         )
         loop = session.run(
             poll=poll,
@@ -399,6 +418,7 @@ class WebSocket:
             ping_timeout=ping_timeout,
             auto_pong=auto_pong,
             close_timeout=close_timeout,
+            data_resets_ping_timeout=data_resets_ping_timeout,
         )
         self._loop = weakref.ref(loop)
         return loop
@@ -476,14 +496,14 @@ class WebSocket:
         self.send_text(json.dumps(_obj))
 
     def send_ping(self, data: bytes = b"") -> None:
-        """Send a ping (``data``: bytes, at most 125).
+        """Send a ping (``data``: bytes, at most 125); its pong updates :attr:`latency`.
 
         Raises:
             TypeError: ``data`` is not bytes.
             ValueError: ``data`` is longer than 125 bytes.
         """
         payload = control_payload("ping", data)
-        self._connected_session().send(lambda p: p.send_ping(payload))
+        self._connected_session().send_ping(payload)
         self._trace("send_ping", length=len(payload))
 
     def send_pong(self, data: bytes) -> None:

@@ -9,6 +9,7 @@ certificates come from ``trustme``.
 from __future__ import annotations
 
 import contextlib
+import json
 import ssl
 import threading
 from http import HTTPStatus
@@ -537,3 +538,36 @@ def test_the_command_line_describes_it() -> None:
         },
         "url": "ws://h/new",
     }
+
+
+class TestCommandLine:
+    def test_follows_redirects(self, capsys: pytest.CaptureFixture[str]) -> None:
+        from lomond.cli.main import main
+
+        with redirect_server({"/old": (302, "/new")}) as url:
+            assert main([url + "/old", "--send", "hi", "--json"]) == 0
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [line["name"] for line in lines[:4]] == REDIRECTED[:4]
+        assert lines[2]["url"] == lines[3]["url"] == url + "/new"
+
+    def test_max_redirects_0(self, capsys: pytest.CaptureFixture[str]) -> None:
+        from lomond.cli.main import main
+
+        with redirect_server({"/old": (302, "/new")}) as url:
+            assert main([url + "/old", "--max-redirects", "0", "--json", "--send", "x"]) == 1
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [line["name"] for line in lines] == [
+            "connecting",
+            "connected",
+            "rejected",
+            "disconnected",
+        ]
+
+    @pytest.mark.parametrize("value", ["-1", "x", "1.5"])
+    def test_bad_values(self, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+        from lomond.cli.main import main
+
+        with pytest.raises(SystemExit) as caught:
+            main(["ws://example.com/", "--max-redirects", value])
+        assert caught.value.code == 2
+        assert "--max-redirects" in capsys.readouterr().err

@@ -116,12 +116,22 @@ class WebsocketSession(Connection):
         ping_timeout: float | None = None,
         auto_pong: bool = True,
         close_timeout: float | None = 30.0,
+        *,
+        data_resets_ping_timeout: bool = False,
     ) -> Generator[events.Event, None, None]:
         """Connect and yield the events of the connection, in the documented order."""
         self.running = True
         self.protocol.auto_pong = auto_pong
+        timers = self._timers = Timers(
+            self._clock,
+            poll,
+            ping_rate,
+            ping_timeout,
+            close_timeout,
+            data_resets_ping_timeout=data_resets_ping_timeout,
+        )
         try:
-            yield from self._run(Timers(self._clock, poll, ping_rate, ping_timeout, close_timeout))
+            yield from self._run(timers)
         finally:
             self._shutdown()
             self.running = False
@@ -270,8 +280,11 @@ class WebsocketSession(Connection):
         """Yield an event that needs the loop: logging, timers, the echo, a ``Poll``."""
         note(event, self.url, self.tracer)
         kind = type(event)
-        if kind is events.Pong:
+        if isinstance(event, events.Pong):
             timers.pong_received()
+            with self._lock:
+                # Timed from when its bytes were read, not from when it is handed over.
+                self._round_trips.pong_received(event.data, self._last_read)
         self._suspended = True
         yield event
         self._resume()
