@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from lomond.loop.latency import MAX_PINGS_IN_FLIGHT, RoundTrips
@@ -77,3 +79,49 @@ class TestBounded:
         assert trips.pong_received((0).to_bytes(4, "big"), 1000.0) is None
         last = 10 * MAX_PINGS_IN_FLIGHT - 1
         assert trips.pong_received(last.to_bytes(4, "big"), last + 0.5) == pytest.approx(0.5)
+
+
+class TestInVirtualTime:
+    """The session measures round trips on its injected clock, exactly."""
+
+    @pytest.mark.timeout(10)
+    def test_latency_of_automatic_pings(self) -> None:
+        from servers import frame
+        from test_session import VirtualRun, close_at
+
+        virtual = VirtualRun(answer_pings=False)
+
+        def pong() -> None:
+            assert virtual.peer.connection is not None
+            virtual.peer.connection.send(frame(0xA, b""))
+
+        virtual.clock.call_at(2.75, pong)  # the ping of t=2, answered 0.75 s later
+        virtual.clock.call_at(4.25, pong)  # the ping of t=4, 0.25 s later
+        seen = []
+
+        def on_event(ws: Any, event: Any, now: float) -> None:
+            if event.name == "pong":
+                seen.append((now, ws.latency))
+            close_at(5)(ws, event, now)
+
+        virtual.run(on_event, poll=5, ping_rate=2)
+        assert seen == [(2.75, 0.75), (4.25, 0.25)]
+
+    @pytest.mark.timeout(10)
+    @pytest.mark.parametrize(("data_resets", "unresponsive"), [(False, 5.0), (True, 14.0)])
+    def test_data_as_a_sign_of_life(self, data_resets: bool, unresponsive: float) -> None:
+        from servers import frame
+        from test_session import VirtualRun
+
+        virtual = VirtualRun(answer_pings=False)
+
+        def text() -> None:
+            assert virtual.peer.connection is not None
+            virtual.peer.connection.send(frame(0x1, b"tick"))
+
+        for when in (3.0, 6.0, 9.0):
+            virtual.clock.call_at(when, text)
+        virtual.run(poll=60, ping_rate=2, ping_timeout=5, data_resets_ping_timeout=data_resets)
+        assert virtual.times("unresponsive") == [unresponsive]
+        expected = "nothing received within 5s" if data_resets else "no pong within 5s"
+        assert virtual.last.reason == f"{expected} (ping timeout)"  # type: ignore[attr-defined]
