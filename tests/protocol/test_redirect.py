@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lomond.protocol.redirect import (
     REDIRECT_STATUSES,
@@ -232,3 +234,64 @@ class TestCredentials:
         hop = chain_from("ws://a.example/x").follow(response)
         assert hop is not None and hop.response is response
         assert repr(hop) == "Hop('ws://a.example/y')"
+
+
+class TestProperties:
+    """Whatever a chain of servers answers, the rules hold at every hop."""
+
+    LOCATIONS = st.sampled_from(
+        [
+            "/next",
+            "relative",
+            "?q=1",
+            "ws://a.example/x",
+            "wss://a.example/x",
+            "http://a.example:8080/y",
+            "https://b.example/z",
+            "ws://b.example/w",
+            "ws://user:pw@c.example/",
+            "//b.example/p",
+            "ftp://a.example/",
+        ]
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        start=st.sampled_from(["ws://u:p@a.example/", "wss://u:p@a.example/s"]),
+        locations=st.lists(st.tuples(LOCATIONS, st.sampled_from(sorted(REDIRECT_STATUSES)))),
+        max_redirects=st.integers(min_value=1, max_value=5),
+    )
+    def test_every_hop_keeps_the_rules(
+        self, start: str, locations: list[tuple[str, int]], max_redirects: int
+    ) -> None:
+        headers = [(b"Cookie", b"c=1"), (b"Authorization", b"Bearer t"), (b"X", b"1")]
+        redirects = Redirects(parse_url(start), headers, max_redirects)
+        origin = parse_url(start)
+        left_origin = False
+        previous = origin
+        for location, status in locations:
+            try:
+                hop = redirects.follow(redirect(location, status))
+            except RedirectRefused as error:
+                assert str(error)  # a reason, and the chain stops growing
+                assert len(redirects.chain) <= max_redirects + 1
+                continue
+            assert hop is not None
+            target = hop.target
+            assert not (previous.scheme == "wss" and target.scheme == "ws")
+            if (target.scheme, target.host, target.port) != (
+                origin.scheme,
+                origin.host,
+                origin.port,
+            ):
+                left_origin = True
+            if left_origin:
+                assert hop.headers == [(b"X", b"1")]
+                assert target.authorization != origin.authorization
+            else:
+                assert hop.headers == headers
+                assert target.authorization == origin.authorization
+            assert "@" not in target.url
+            assert len(redirects.chain) <= max_redirects + 1
+            assert len(set(redirects.chain)) == len(redirects.chain)
+            previous = target
