@@ -80,6 +80,21 @@ class TestBounded:
         last = 10 * MAX_PINGS_IN_FLIGHT - 1
         assert trips.pong_received(last.to_bytes(4, "big"), last + 0.5) == pytest.approx(0.5)
 
+    def test_memory_is_bounded_by_measure(self) -> None:
+        import tracemalloc
+
+        trips = RoundTrips()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for n in range(100_000):
+                trips.ping_sent(n.to_bytes(4, "big") * 31, float(n))  # 124-byte payloads
+            used = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        # 16 pings of 124 bytes and their tuples: a few KiB, not 100,000 of them.
+        assert used < 16 * 1024, used
+
 
 class TestInVirtualTime:
     """The session measures round trips on its injected clock, exactly."""
