@@ -318,3 +318,29 @@ def test_the_command_line_option(capsys: pytest.CaptureFixture[str]) -> None:
     kinds = [json.loads(line)["name"] for line in capsys.readouterr().out.splitlines()]
     assert status == 0
     assert "unresponsive" not in kinds and kinds.count("text") >= 50
+
+
+def test_a_server_that_never_answers_pings_costs_16_entries() -> None:
+    from lomond.loop.latency import MAX_PINGS_IN_FLIGHT
+
+    def script(connection: RawConnection) -> None:
+        connection.handshake()
+        connection.sock.settimeout(10)
+        while connection.recv_frame()[0] != OP_CLOSE:
+            pass  # pings read, never answered
+        connection.send(close_frame(1000))
+
+    with raw_server(script) as url:
+        ws = WebSocket(url)
+
+        def on_event(event: Any) -> None:
+            if event.name == "ready":
+                for n in range(1000):
+                    ws.send_ping(n.to_bytes(2, "big"))
+                assert ws.session is not None
+                assert ws.session._round_trips.in_flight == MAX_PINGS_IN_FLIGHT
+                ws.close()
+
+        collected = run(ws, on_event, poll=60, ping_rate=None)
+    assert names(collected)[-2:] == ["closed", "disconnected"]
+    assert ws.latency is None
