@@ -333,7 +333,7 @@ class TestNotFollowed:
 
         with raw_server(silent) as slow:
             with raw_server(raw_redirect("302 Found", slow + "/")) as url:
-                collected = run(WebSocket(url, connect_timeout=0.5))
+                collected = run(WebSocket(url, connect_timeout=2.0))
         assert names(collected) == [
             "connecting",
             "connected",
@@ -341,7 +341,7 @@ class TestNotFollowed:
             "connected",
             "disconnected",
         ]
-        assert collected[-1].reason == "timed out after 0.5s waiting for the upgrade response"
+        assert collected[-1].reason == "timed out after 2s waiting for the upgrade response"
         assert not collected[-1].graceful
 
 

@@ -282,9 +282,12 @@ class WebsocketSession(Connection):
         kind = type(event)
         if isinstance(event, events.Pong):
             timers.pong_received()
-            with self._lock:
-                # Timed from when its bytes were read, not from when it is handed over.
-                self._round_trips.pong_received(event.data, self._last_read)
+            # Without pings in flight (a flood of unsolicited pongs), no lock is taken:
+            # a pong cannot answer a ping that is still being sent.
+            if self._round_trips.in_flight:
+                with self._lock:
+                    # Timed from when its bytes were read, not when it is handed over.
+                    self._round_trips.pong_received(event.data, self._last_read)
         self._suspended = True
         yield event
         self._resume()
