@@ -146,6 +146,33 @@ class Rejected(Event):
         return f"{type(self).__name__}(response={self.response!r}, reason='{self.reason}')"
 
 
+class Redirected(Event):
+    """The server redirected the upgrade request; lomond follows to ``url``.
+
+    lomond has closed the connection that was redirected; the next event is the
+    :class:`Connected` of the new URL (or :class:`Disconnected`, if it cannot be
+    opened). Only with ``WebSocket(max_redirects=...)`` above ``0`` (the default
+    is ``10``); a redirect that is not followed is :class:`Rejected`.
+
+    Attributes:
+        response (Response): The redirect :class:`~lomond.response.Response`
+            (``301``, ``302``, ``303``, ``307`` or ``308``, with its ``Location``).
+        url (str): The URL lomond connects to next, absolute and without
+            credentials.
+    """
+
+    __slots__ = ("response", "url")
+    name = "redirected"
+
+    def __init__(self, response: Response, url: str, received_time: float | None = None) -> None:
+        self.response = response
+        self.url = url
+        super().__init__(received_time)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(response={self.response!r}, url='{self.url}')"
+
+
 class Ready(Event):
     """The WebSocket is open: messages may be sent.
 

@@ -17,7 +17,7 @@ from .loop.timers import check_connect_arguments
 
 TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
-    from typing import Callable, Generator
+    from typing import Any, Callable, Generator
 
     from .websocket import WebSocket
 
@@ -146,6 +146,7 @@ def persist(
     close_timeout: float | None = 30.0,
     auto_pong: bool = True,
     backoff: BackoffCallable | None = None,
+    data_resets_ping_timeout: bool = False,
 ) -> Generator[events.Event, None, None]:
     """Connect, yield every event, and reconnect after a back-off, until ``exit_event``.
 
@@ -175,6 +176,8 @@ def persist(
         backoff: Gives the delay for ``retries`` instead of the formula above
             (default: :func:`exponential_backoff` of ``min_wait`` and ``max_wait``);
             for tests, or another schedule. ``Retry-After`` still replaces it.
+        data_resets_ping_timeout: Passed to ``connect()``: any data received counts
+            as a sign of life for ``ping_timeout``.
 
     Raises:
         ValueError: ``min_wait`` is negative or greater than ``max_wait``, or a
@@ -188,6 +191,7 @@ def persist(
         ping_timeout=ping_timeout,
         auto_pong=auto_pong,
         close_timeout=close_timeout,
+        data_resets_ping_timeout=data_resets_ping_timeout,
     )
     if min_wait > max_wait:
         raise ValueError(
@@ -197,12 +201,18 @@ def persist(
         raise ValueError(f"min_wait and max_wait must be >= 0, not {min_wait!r} and {max_wait!r}")
 
     def connect() -> Generator[events.Event, None, None]:
+        options: dict[str, Any] = {}
+        if data_resets_ping_timeout:
+            # Passed only when set: a WebSocket subclass written for lomond 0.3.x may
+            # have a connect() that does not know it.
+            options["data_resets_ping_timeout"] = True
         return websocket.connect(
             poll=poll,
             ping_rate=ping_rate,
             ping_timeout=ping_timeout,
             auto_pong=auto_pong,
             close_timeout=close_timeout,
+            **options,
         )
 
     return _persist(

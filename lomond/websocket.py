@@ -19,6 +19,7 @@ from .protocol import ClientProtocol, State
 from .protocol.frames import Opcode, checked_close, control_payload
 from .protocol.handshake import build_request, make_key, normalize_headers, validate_header
 from .protocol.mask import byte_view
+from .protocol.redirect import Redirects
 from .protocol.states import CLOSED_STATES, CLOSING_STATES
 from .protocol.url import parse_url
 from .status import Status
@@ -26,10 +27,13 @@ from .status import Status
 TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
     import ssl
-    from typing import Any, Generator, Sequence
+    from typing import Any, Callable, Generator, Sequence
 
+    from .loop.connection import NextHop
     from .loop.trace import TraceCallable
-    from .protocol.handshake import HeadersArgument
+    from .protocol.handshake import HeaderList, HeadersArgument
+    from .protocol.url import Target
+    from .response import Response
 
 _UNSET: Any = object()
 
@@ -57,10 +61,13 @@ class WebSocket:
             together; ``None`` waits forever.
         max_message_size: The largest message accepted, in bytes after decompression;
             ``None`` for no limit. Larger messages fail the connection (code 1009).
+        max_redirects: How many redirects (``301``, ``302``, ``303``, ``307``,
+            ``308``) of the upgrade request to follow; ``0`` follows none (the
+            redirect is ``Rejected``). See :ref:`redirects`.
 
     Raises:
         ValueError: The URL is not a ``ws://``/``wss://`` URL with a host, a header is
-            invalid, or a limit is not positive.
+            invalid, a limit is not positive, or ``max_redirects`` is negative.
         TypeError: A header or a limit has the wrong type.
     """
 
@@ -80,12 +87,14 @@ class WebSocket:
         origin: str | None = None,
         connect_timeout: float | None = 30.0,
         max_message_size: int | None = 16 * 1024 * 1024,
+        max_redirects: int = 10,
     ) -> None:
         target = parse_url(url)
         if not isinstance(compress, (bool, Deflate)):
             raise TypeError("compress must be True, False or a lomond.compression.Deflate")
         check_seconds("connect_timeout", connect_timeout, least="more than 0")
         _check_size("max_message_size", max_message_size)
+        _check_count("max_redirects", max_redirects)
 
         self.scheme = target.scheme
         self.host = target.host
@@ -104,6 +113,7 @@ class WebSocket:
         self.origin = origin
         self.connect_timeout = connect_timeout
         self.max_message_size = max_message_size
+        self.max_redirects = max_redirects
         self._headers = normalize_headers(headers)
         self._default_ssl_context: ssl.SSLContext | None = None
         self._session: WebsocketSession | None = None
@@ -154,19 +164,27 @@ class WebSocket:
             return self.compress
         return None
 
-    def _make_protocol(self) -> ClientProtocol:
-        """A fresh protocol for one connection: the request, the offer, the limits."""
+    def _make_protocol(
+        self, target: Target | None = None, headers: HeaderList | None = None
+    ) -> ClientProtocol:
+        """A fresh protocol for one connection: the request, the offer, the limits.
+
+        ``target`` and ``headers`` are those of a redirect (by default, the
+        WebSocket's URL and headers).
+        """
+        if target is None:
+            target = self._target
         deflate = self._deflate()
         request = build_request(
-            resource=self.resource,
-            host_header=self.host_header,
+            resource=target.resource,
+            host_header=target.host_header,
             key=self._key,
             agent=self.agent,
             origin=self.origin,
-            authorization=self._target.authorization,
+            authorization=target.authorization,
             protocols=self.protocols,
             extensions=deflate.offer() if deflate is not None else None,
-            headers=self._headers,
+            headers=self._headers if headers is None else headers,
         )
         return ClientProtocol(
             request,
@@ -177,17 +195,41 @@ class WebSocket:
             clock=time.time,
         )
 
-    def _make_connector(self) -> Connector:
-        """How to open the next connection, from the current settings."""
+    def _make_connector(self, target: Target | None = None) -> Connector:
+        """How to open the next connection (to ``target``, after a redirect), from the
+        current settings: proxies and TLS apply to every URL alike."""
+        if target is None:
+            target = self._target
         return Connector(
-            self.scheme,
-            self.host,
-            self.port,
+            target.scheme,
+            target.host,
+            target.port,
             proxies=self.proxies,
             tls_context=self._tls_context,
             user_agent=self.agent,
             on_tls=self._trace_tls,
         )
+
+    def _redirector(self) -> Callable[[Response], NextHop | None] | None:
+        """What the session calls with a rejected response: the next connection to
+        open when it is a redirect to follow (see :mod:`lomond.protocol.redirect`).
+
+        The decision raises ``RedirectRefused`` for a redirect that may not be
+        followed; each connect() starts a new chain from the WebSocket's URL.
+        """
+        if self.max_redirects == 0:
+            return None
+        redirects = Redirects(self._target, self._headers, self.max_redirects)
+
+        def follow(response: Response) -> NextHop | None:
+            hop = redirects.follow(response)
+            if hop is None:
+                return None
+            self._key = make_key(os.urandom(16))  # a fresh key for each request
+            protocol = self._make_protocol(hop.target, hop.headers)
+            return protocol, self._make_connector(hop.target), hop.target.url
+
+        return follow
 
     def _tls_context(self) -> ssl.SSLContext:
         """The TLS context for ``wss://``: ``ssl_context`` as given, else lomond's default."""
@@ -268,6 +310,18 @@ class WebSocket:
         return self._session is not None and self._session.protocol.compression is not None
 
     @property
+    def latency(self) -> float | None:
+        """Seconds of the last ping round trip of the current (or last) connection.
+
+        Measured on a monotonic clock from when lomond sent a ping (automatic, every
+        ``ping_rate`` seconds, or :meth:`send_ping`) to when the pong that answers
+        it was read; ``None`` until the first pong of the connection. A pong answers
+        the oldest ping in flight with the same payload; an unsolicited pong changes
+        nothing. See :ref:`latency`.
+        """
+        return None if self._session is None else self._session.latency
+
+    @property
     def sent_close_time(self) -> float | None:
         """When our close frame was sent, in seconds on the session clock, or ``None``."""
         return None if self._session is None else self._session.sent_close_time
@@ -307,6 +361,8 @@ class WebSocket:
         ping_timeout: float | None = None,
         auto_pong: bool = True,
         close_timeout: float | None = 30.0,
+        *,
+        data_resets_ping_timeout: bool = False,
     ) -> Generator[events.Event, None, None]:
         """Return a generator that connects and yields the connection's events.
 
@@ -319,6 +375,9 @@ class WebSocket:
             auto_pong: Answer pings automatically.
             close_timeout: Seconds to wait for the server to finish the closing
                 handshake after our close frame; ``None`` waits forever.
+            data_resets_ping_timeout: Count any data received, not only pongs, as a
+                sign of life for ``ping_timeout`` (for busy links whose server
+                answers pings late; see :ref:`busy-links`).
 
         Raises:
             RuntimeError: A previous connection's loop is still running (from its
@@ -332,6 +391,7 @@ class WebSocket:
             ping_timeout=ping_timeout,
             auto_pong=auto_pong,
             close_timeout=close_timeout,
+            data_resets_ping_timeout=data_resets_ping_timeout,
         )
         self._check_not_running("connect")
         self.reset()
@@ -341,6 +401,7 @@ class WebSocket:
             url=self.url,
             connect_timeout=self.connect_timeout,
             tracer=self._tracer(),
+            redirect=self._redirector(),
         )
         self._trace(
             "connect_start",
@@ -349,6 +410,7 @@ class WebSocket:
             ping_timeout=ping_timeout,
             auto_pong=auto_pong,
             close_timeout=close_timeout,
+            data_resets_ping_timeout=data_resets_ping_timeout,
         )
         loop = session.run(
             poll=poll,
@@ -356,6 +418,7 @@ class WebSocket:
             ping_timeout=ping_timeout,
             auto_pong=auto_pong,
             close_timeout=close_timeout,
+            data_resets_ping_timeout=data_resets_ping_timeout,
         )
         self._loop = weakref.ref(loop)
         return loop
@@ -433,14 +496,14 @@ class WebSocket:
         self.send_text(json.dumps(_obj))
 
     def send_ping(self, data: bytes = b"") -> None:
-        """Send a ping (``data``: bytes, at most 125).
+        """Send a ping (``data``: bytes, at most 125); its pong updates :attr:`latency`.
 
         Raises:
             TypeError: ``data`` is not bytes.
             ValueError: ``data`` is longer than 125 bytes.
         """
         payload = control_payload("ping", data)
-        self._connected_session().send(lambda p: p.send_ping(payload))
+        self._connected_session().send_ping(payload)
         self._trace("send_ping", length=len(payload))
 
     def send_pong(self, data: bytes) -> None:
@@ -482,3 +545,10 @@ def _check_size(name: str, value: object) -> None:
         raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
     if value <= 0:
         raise ValueError(f"{name} must be positive (or None), not {value!r}")
+
+
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be 0 or more, not {value!r}")

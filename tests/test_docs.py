@@ -25,6 +25,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -746,6 +747,21 @@ def scenario_rejected() -> list[Any]:
         return run(WebSocket(url + "/"))
 
 
+def scenario_redirected() -> list[Any]:
+    def redirect(connection: Any, request: Any) -> Any:
+        if request.path != "/old":
+            return None
+        response = connection.respond(HTTPStatus.FOUND, "")
+        response.headers["Location"] = "/new"
+        return response
+
+    with websockets_server(echo, process_request=redirect) as url:
+        ws = WebSocket(url + "/old")
+        collected = run(ws, lambda event: event.name == "poll" and ws.close(), poll=60)
+    assert collected[2].url == collected[3].url == url + "/new"
+    return collected
+
+
 def scenario_no_response() -> list[Any]:
     with raw_server(RawConnection.read_request) as url:
         collected = run(WebSocket(url + "/"))
@@ -828,6 +844,7 @@ SCENARIOS: dict[str, Callable[[], list[Any]]] = {
     "server-close-reset": scenario_server_close_reset,
     "connect-fail": scenario_connect_fail,
     "rejected": scenario_rejected,
+    "redirected": scenario_redirected,
     "no-response": scenario_no_response,
     "protocol-error": scenario_protocol_error,
     "unresponsive": scenario_unresponsive,

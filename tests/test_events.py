@@ -24,6 +24,7 @@ from lomond.events import (
     Pong,
     ProtocolError,
     Ready,
+    Redirected,
     Rejected,
     Text,
     UnknownMessage,
@@ -33,6 +34,7 @@ from lomond.response import Response
 
 UPGRADE = Response(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
 FORBIDDEN = Response(b"HTTP/1.1 403 Forbidden\r\n\r\n")
+MOVED = Response(b"HTTP/1.1 301 Moved Permanently\r\nLocation: /new\r\n\r\n")
 
 #: Every event class of docs/events.rst and its ``name``.
 NAMES: list[tuple[type[Event], str]] = [
@@ -41,6 +43,7 @@ NAMES: list[tuple[type[Event], str]] = [
     (ConnectFail, "connect_fail"),
     (Connected, "connected"),
     (Rejected, "rejected"),
+    (Redirected, "redirected"),
     (Ready, "ready"),
     (ProtocolError, "protocol_error"),
     (Unresponsive, "unresponsive"),
@@ -64,6 +67,7 @@ def one_of_each() -> list[Event]:
         ConnectFail("could not resolve host 'example.com'"),
         Connected("ws://example.com/"),
         Rejected(FORBIDDEN, "server responded with 403 Forbidden"),
+        Redirected(MOVED, "ws://example.com/new"),
         Ready(UPGRADE, None, set()),
         ProtocolError("reserved opcode 0x3", False),
         Unresponsive(),
@@ -96,6 +100,11 @@ REPRS: list[tuple[Event, str]] = [
         Rejected(FORBIDDEN, "server responded with 403 Forbidden"),
         "Rejected(response=<response HTTP/1.1 403 Forbidden>, "
         "reason='server responded with 403 Forbidden')",
+    ),
+    (
+        Redirected(MOVED, "wss://example.com/new"),
+        "Redirected(response=<response HTTP/1.1 301 Moved Permanently>, "
+        "url='wss://example.com/new')",
     ),
     (
         Ready(UPGRADE, None, set()),
@@ -185,6 +194,8 @@ class TestAttributes:
         assert Connected("ws://h/").proxy is None
         rejected = Rejected(FORBIDDEN, "r")
         assert (rejected.response, rejected.reason) == (FORBIDDEN, "r")
+        redirected = Redirected(MOVED, "ws://h/new")
+        assert (redirected.response, redirected.url) == (MOVED, "ws://h/new")
         ready = Ready(UPGRADE, "chat", {"permessage-deflate"})
         assert (ready.response, ready.protocol, ready.extensions) == (
             UPGRADE,

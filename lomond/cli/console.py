@@ -37,6 +37,7 @@ _COLOURS = {
     "back_off": "\x1b[33m",
     "connect_fail": "\x1b[1;31m",
     "rejected": "\x1b[1;31m",
+    "redirected": "\x1b[33m",
     "protocol_error": "\x1b[1;31m",
     "unresponsive": "\x1b[1;31m",
 }
@@ -57,6 +58,8 @@ def describe(event: events.Event) -> str:
         return event.reason
     if isinstance(event, events.Rejected):
         return event.reason
+    if isinstance(event, events.Redirected):
+        return f"{event.response.status_code} {event.response.status} to {event.url}"
     if isinstance(event, events.Ready):
         protocol = event.protocol or "-"
         extensions = ", ".join(sorted(event.extensions)) or "-"

@@ -102,6 +102,7 @@ class ClientOptions:
         persist: Reconnect with back-off until the run ends (``--persist``).
         ping_rate: Seconds between automatic pings (0: none).
         ping_timeout: Fail when no pong arrives for this long (``None``: never).
+        data_resets_ping_timeout: Any data received counts as well as a pong.
     """
 
     def __init__(
@@ -114,6 +115,7 @@ class ClientOptions:
         persist: bool = False,
         ping_rate: float = 30.0,
         ping_timeout: float | None = None,
+        data_resets_ping_timeout: bool = False,
     ) -> None:
         self.send = list(send)
         self.count = count
@@ -122,6 +124,7 @@ class ClientOptions:
         self.persist = persist
         self.ping_rate = ping_rate
         self.ping_timeout = ping_timeout
+        self.data_resets_ping_timeout = data_resets_ping_timeout
 
 
 class InteractiveClient:
@@ -193,6 +196,7 @@ class InteractiveClient:
                 self.ws,
                 ping_rate=options.ping_rate,
                 ping_timeout=options.ping_timeout,
+                data_resets_ping_timeout=options.data_resets_ping_timeout,
                 exit_event=self.exit_requested,
                 close_timeout=CLOSE_TIMEOUT,
             )
@@ -200,6 +204,7 @@ class InteractiveClient:
             ping_rate=options.ping_rate,
             ping_timeout=options.ping_timeout,
             close_timeout=CLOSE_TIMEOUT,
+            data_resets_ping_timeout=options.data_resets_ping_timeout,
         )
 
     def _react(self, event: events.Event) -> None:

@@ -72,6 +72,16 @@ def _count(value: str) -> int:
     return count
 
 
+def _redirects(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
+    return count
+
+
 def _existing_file(value: str) -> str:
     if not os.path.isfile(value):
         raise argparse.ArgumentTypeError(f"no such file: {value!r}")
@@ -157,6 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail if no pong arrives for SECONDS (default: never)",
     )
     request.add_argument(
+        "--ping-timeout-data",
+        action="store_true",
+        help="with --ping-timeout: any data received counts as well as a pong",
+    )
+    request.add_argument(
+        "--max-redirects",
+        type=_redirects,
+        default=10,
+        metavar="N",
+        help="follow at most N redirects of the upgrade (default: 10; 0 follows none)",
+    )
+    request.add_argument(
         "--persist",
         action="store_true",
         help="reconnect with back-off whenever the connection ends",
@@ -226,6 +248,7 @@ def make_websocket(args: argparse.Namespace) -> WebSocket:
         headers=args.header,
         origin=args.origin,
         connect_timeout=args.timeout or 30.0,
+        max_redirects=args.max_redirects,
     )
 
 
@@ -239,6 +262,7 @@ def client_options(args: argparse.Namespace) -> ClientOptions:
         persist=args.persist,
         ping_rate=args.ping_rate,
         ping_timeout=args.ping_timeout,
+        data_resets_ping_timeout=args.ping_timeout_data,
     )
 
 

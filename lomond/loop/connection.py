@@ -33,6 +33,7 @@ from ..network.deadline import Deadline
 from ..network.sockets import shutdown
 from ..protocol import ClientProtocol, State
 from ..protocol.states import CLOSE_QUEUED
+from .latency import RoundTrips
 from .reader import Reader
 from .timers import Timers
 from .trace import Tracer
@@ -40,13 +41,15 @@ from .writer import Writer
 
 TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
-    from typing import Callable, TypeVar
+    from typing import Callable, Tuple, TypeVar
 
     from ..network.deadline import Clock
     from ..network.sockets import SocketLike
     from .reader import Data
 
     T = TypeVar("T")
+    #: The next connection of a redirect: its protocol, its connector, its URL.
+    NextHop = Tuple[ClientProtocol, Connector, str]
 
 #: A thread other than the loop's waits while more than this many bytes are queued.
 HIGH_WATER = 4 * 1024 * 1024
@@ -100,6 +103,11 @@ class Connection:
         self._start_time = clock()
         self._close_sent_at: float | None = None
         self._connect_deadline: Deadline | None = None
+        # The timers of the running loop; the pings in flight, for latency; when the
+        # socket was last read (on the session clock).
+        self._timers: Timers | None = None
+        self._round_trips = RoundTrips()
+        self._last_read = self._start_time
         #: Whether the loop of this connection runs (started and not finished).
         self.running = False
 
@@ -110,6 +118,11 @@ class Connection:
     def session_time(self) -> float:
         """Seconds since the connection was created, on its monotonic clock."""
         return self._clock() - self._start_time
+
+    @property
+    def latency(self) -> float | None:
+        """Seconds of the last ping round trip (see ``WebSocket.latency``), or ``None``."""
+        return self._round_trips.latency
 
     @property
     def sent_close_time(self) -> float | None:
@@ -166,6 +179,20 @@ class Connection:
             finally:
                 self._emit_traces()
         return result
+
+    def send_ping(self, payload: bytes) -> None:
+        """:meth:`send` a ping, noting when, to measure its round trip.
+
+        Raises:
+            TransportFail: The socket failed while writing, now or before.
+            WebSocketUnavailable: Not connected (or closing, or closed).
+        """
+
+        def ping(protocol: ClientProtocol) -> None:
+            protocol.send_ping(payload)
+            self._round_trips.ping_sent(payload, self._clock())
+
+        self.send(ping)
 
     def _write_locked(self, in_loop: bool) -> None:
         """Write what the protocol produced, unless the loop body's frames gather.
@@ -288,8 +315,26 @@ class Connection:
 
     # -- for the loop ------------------------------------------------------------
 
+    def _switch(self, protocol: ClientProtocol, connector: Connector, url: str) -> None:
+        """Leave this connection for the next one of a redirect: close the socket, and
+        take the next protocol, connector and URL. The connect deadline stays: one
+        ``connect_timeout`` covers the whole chain."""
+        self._emit_traces()
+        with self._lock:
+            self._close_socket_locked()
+            protocol.auto_pong = self.protocol.auto_pong
+            self.protocol = protocol
+            self.connector = connector
+            self.url = url
+            self._writer = Writer(protocol, tracing=self.tracer is not None)
+            self._proxy_url = None
+        if self.tracer is not None:
+            self.tracer.url = url
+
     def _open(self) -> SocketLike:
-        deadline = Deadline(self.connect_timeout, self._clock)
+        deadline = self._connect_deadline
+        if deadline is None:  # the first connection (a redirect keeps its deadline)
+            deadline = Deadline(self.connect_timeout, self._clock)
         opened = self.connector.open(deadline)
         sock = opened.sock
         self._proxy_url = opened.proxy_url
@@ -359,10 +404,11 @@ class Connection:
             with self._lock:
                 if protocol.can_send:
                     protocol.send_ping()
+                    self._round_trips.ping_sent(b"", now)
                     self._flush_locked()
         if protocol.state is State.OPEN and timers.unresponsive(now):
             with self._lock:
-                self._abort_locked(f"no pong within {timers.ping_timeout:g}s (ping timeout)")
+                self._abort_locked(timers.unresponsive_reason)
             return events.Unresponsive()
         if timers.poll_due(now):
             return events.Poll()
@@ -381,6 +427,9 @@ class Connection:
 
     def _feed(self, data: Data) -> None:
         """Pass one read to the protocol (``b""``: the end of the stream)."""
+        now = self._last_read = self._clock()
+        if self._timers is not None:
+            self._timers.data_received(now)
         self._trace("socket_recv", length=len(data))
         with self._lock:
             if data:

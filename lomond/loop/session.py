@@ -19,6 +19,7 @@ from .._logging import log
 from ..errors import ConnectFail
 from ..network.connector import Connector
 from ..protocol import ClientProtocol, State
+from ..protocol.redirect import RedirectRefused
 from .connection import Connection
 from .timers import Timers
 from .trace import Tracer, note
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from typing import Callable, Generator
 
     from ..network.deadline import Clock
+    from ..response import Response
+    from .connection import NextHop
 
     SelectorFactory = Callable[[], selectors.BaseSelector]
 
@@ -55,6 +58,10 @@ class WebsocketSession(Connection):
         tracer: Receives the trace records, or ``None``.
         clock: A monotonic clock (injectable for tests).
         selector_factory: Makes the selector the loop waits on (injectable for tests).
+        redirect: Called with the response of a rejected upgrade; returns the next
+            connection when it is a redirect to follow, ``None`` when it is not, and
+            raises :class:`~lomond.protocol.redirect.RedirectRefused` for a redirect
+            that may not be followed. ``None``: redirects are rejected.
     """
 
     def __init__(
@@ -67,6 +74,7 @@ class WebsocketSession(Connection):
         tracer: Tracer | None = None,
         clock: Clock = time.monotonic,
         selector_factory: SelectorFactory = selectors.DefaultSelector,
+        redirect: Callable[[Response], NextHop | None] | None = None,
     ) -> None:
         super().__init__(
             protocol,
@@ -81,6 +89,7 @@ class WebsocketSession(Connection):
         self._write_interest = False
         self._wake_reader: socket.socket | None = None
         self._wake_writer: socket.socket | None = None
+        self._redirect = redirect
 
     @property
     def spin_time(self) -> float:
@@ -107,12 +116,22 @@ class WebsocketSession(Connection):
         ping_timeout: float | None = None,
         auto_pong: bool = True,
         close_timeout: float | None = 30.0,
+        *,
+        data_resets_ping_timeout: bool = False,
     ) -> Generator[events.Event, None, None]:
         """Connect and yield the events of the connection, in the documented order."""
         self.running = True
         self.protocol.auto_pong = auto_pong
+        timers = self._timers = Timers(
+            self._clock,
+            poll,
+            ping_rate,
+            ping_timeout,
+            close_timeout,
+            data_resets_ping_timeout=data_resets_ping_timeout,
+        )
         try:
-            yield from self._run(Timers(self._clock, poll, ping_rate, ping_timeout, close_timeout))
+            yield from self._run(timers)
         finally:
             self._shutdown()
             self.running = False
@@ -154,6 +173,9 @@ class WebsocketSession(Connection):
                     self._suspended = True
                     yield event
                     resume()
+                elif type(event) is events.Rejected and self._redirect is not None:
+                    if (yield from self._follow_redirect(event, timers)):
+                        break  # the next connection's events come from its protocol
                 elif type(event) is events.Disconnected:
                     note(event, self.url, self.tracer)
                     with self._lock:
@@ -202,14 +224,70 @@ class WebsocketSession(Connection):
         selector.register(self._wake_reader, selectors.EVENT_READ)
         return None
 
+    def _follow_redirect(
+        self, event: events.Rejected, timers: Timers
+    ) -> Generator[events.Event, None, bool]:
+        """A rejected upgrade: follow it if it is a redirect, else hand it over.
+
+        Following: ``Redirected``, then this connection is closed and the next one
+        opened under the same connect deadline; ``Connected`` if it opens, else its
+        ``Disconnected`` comes next. Returns whether the redirect was followed.
+        """
+        assert self._redirect is not None
+        try:
+            hop = self._redirect(event.response)
+        except RedirectRefused as error:
+            event = events.Rejected(event.response, str(error), event.received_time)
+            hop = None
+        if hop is None:
+            yield from self._hand_over(event, timers)
+            return False
+        protocol, connector, url = hop
+        redirected = events.Redirected(event.response, url, event.received_time)
+        note(redirected, self.url, self.tracer)
+        if self._selector is not None and self._sock is not None:
+            self._selector.unregister(self._sock)
+        self._switch(protocol, connector, url)
+        self._suspended = True
+        yield redirected
+        self._resume()
+        if self._open_next():
+            self._suspended = True
+            yield events.Connected(url, proxy=self._proxy_url)
+            self._resume()
+        return True
+
+    def _open_next(self) -> bool:
+        """Open the next connection of a redirect; on failure, end it (its
+        ``Disconnected`` says why). Returns whether it opened."""
+        try:
+            if self.protocol.state is State.DISCONNECTED:
+                return False  # closed while the application handled Redirected
+            sock = self._open()
+        except ConnectFail as error:
+            log.debug("connect failed after a redirect: %s", error)
+            with self._lock:
+                self.protocol.abort(str(error))
+            return False
+        if self._selector is not None:
+            self._selector.register(sock, selectors.EVENT_READ)
+            self._write_interest = False
+        return True
+
     def _hand_over(
         self, event: events.Event, timers: Timers
     ) -> Generator[events.Event, None, None]:
         """Yield an event that needs the loop: logging, timers, the echo, a ``Poll``."""
         note(event, self.url, self.tracer)
         kind = type(event)
-        if kind is events.Pong:
+        if isinstance(event, events.Pong):
             timers.pong_received()
+            # Without pings in flight (a flood of unsolicited pongs), no lock is taken:
+            # a pong cannot answer a ping that is still being sent.
+            if self._round_trips.in_flight:
+                with self._lock:
+                    # Timed from when its bytes were read, not when it is handed over.
+                    self._round_trips.pong_received(event.data, self._last_read)
         self._suspended = True
         yield event
         self._resume()

@@ -39,6 +39,7 @@ def check_connect_arguments(
     ping_timeout: object,
     auto_pong: object,
     close_timeout: object,
+    data_resets_ping_timeout: object = False,
 ) -> None:
     """Check the arguments of ``connect()`` (also taken by ``persist()``).
 
@@ -55,6 +56,10 @@ def check_connect_arguments(
     check_seconds("close_timeout", close_timeout)
     if not isinstance(auto_pong, int):  # bool is an int; 0 and 1 as in lomond 0.3
         raise TypeError(f"auto_pong must be True or False, not {auto_pong!r}")
+    if not isinstance(data_resets_ping_timeout, bool):
+        raise TypeError(
+            f"data_resets_ping_timeout must be True or False, not {data_resets_ping_timeout!r}"
+        )
 
 
 class Periodic:
@@ -90,7 +95,8 @@ class Timers:
     """The deadlines of an open connection: poll, auto ping, ping timeout, close timeout.
 
     Each is kept as an absolute time on the session clock, and advanced by whole
-    periods so that they never drift.
+    periods so that they never drift. ``ping_timeout`` counts from ``Ready`` or the
+    last pong; with ``data_resets_ping_timeout``, from the last bytes received too.
     """
 
     def __init__(
@@ -100,6 +106,7 @@ class Timers:
         ping_rate: float | None,
         ping_timeout: float | None,
         close_timeout: float | None,
+        data_resets_ping_timeout: bool = False,
     ) -> None:
         self._clock = clock
         self.poll = poll or None
@@ -109,6 +116,9 @@ class Timers:
         self.connect_deadline: Deadline | None = None
         self._poll = None if self.poll is None else Periodic(self.poll)
         self._ping = None if self.ping_rate is None else Periodic(self.ping_rate)
+        self.data_resets_ping_timeout = data_resets_ping_timeout
+        # The last sign of life: Ready, a pong, or (with data_resets_ping_timeout)
+        # any bytes received.
         self._last_pong: float | None = None
 
     def ready(self) -> None:
@@ -121,6 +131,18 @@ class Timers:
 
     def pong_received(self) -> None:
         self._last_pong = self._clock()
+
+    def data_received(self, now: float) -> None:
+        """Bytes arrived at ``now``: a sign of life, with ``data_resets_ping_timeout``."""
+        if self.data_resets_ping_timeout and self._last_pong is not None:
+            self._last_pong = now
+
+    @property
+    def unresponsive_reason(self) -> str:
+        """Why the connection ends when ``ping_timeout`` passes."""
+        if self.data_resets_ping_timeout:
+            return f"nothing received within {self.ping_timeout:g}s (ping timeout)"
+        return f"no pong within {self.ping_timeout:g}s (ping timeout)"
 
     def poll_due(self, now: float) -> bool:
         """Whether a ``Poll`` is due (then the next one is scheduled)."""

@@ -63,6 +63,10 @@ _RECORDS: dict[type, Callable[[Any], TraceRecord]] = {
         "handshake_rejected",
         {"reason": event.reason, "status_code": event.response.status_code},
     ),
+    events.Redirected: lambda event: (
+        "redirected",
+        {"status_code": event.response.status_code, "location": event.url},
+    ),
     events.Disconnected: lambda event: (
         "disconnected",
         {"reason": event.reason, "graceful": event.graceful},
@@ -82,6 +86,8 @@ def note(event: events.Event, url: str, tracer: Tracer | None) -> None:
         log.warning("protocol error: %s (critical=%s)", event.error, event.critical)
     elif isinstance(event, events.Rejected):
         log.info("upgrade rejected: %s", event.reason)
+    elif isinstance(event, events.Redirected):
+        log.info("upgrade redirected (%s) to %s", event.response.status_code, event.url)
     elif isinstance(event, events.Ready):
         extensions = ", ".join(sorted(event.extensions)) or "none"
         protocol = event.protocol or "none"

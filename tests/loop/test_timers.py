@@ -50,3 +50,46 @@ class TestTimers:
         assert timers.timeout(State.OPEN, None) is None
         assert not timers.poll_due(100.0)
         assert not timers.ping_due(100.0)
+
+
+class TestDataResetsPingTimeout:
+    def make(self, data_resets: bool) -> tuple[list[float], Timers]:
+        now = [0.0]
+        timers = Timers(
+            lambda: now[0],
+            poll=None,
+            ping_rate=None,
+            ping_timeout=10.0,
+            close_timeout=None,
+            data_resets_ping_timeout=data_resets,
+        )
+        return now, timers
+
+    def test_off_by_default_data_changes_nothing(self) -> None:
+        now, timers = self.make(False)
+        timers.ready()
+        timers.data_received(9.0)
+        assert timers.timeout(State.OPEN, None) == 10.0
+        assert timers.unresponsive(10.0)
+        assert timers.unresponsive_reason == "no pong within 10s (ping timeout)"
+
+    def test_on_data_restarts_the_timeout(self) -> None:
+        now, timers = self.make(True)
+        timers.ready()
+        timers.data_received(9.0)
+        assert not timers.unresponsive(10.0)
+        assert timers.timeout(State.OPEN, None) == 19.0
+        assert timers.unresponsive(19.0)
+        assert timers.unresponsive_reason == "nothing received within 10s (ping timeout)"
+
+    def test_data_before_ready_does_not_start_it(self) -> None:
+        now, timers = self.make(True)
+        timers.data_received(1.0)  # the upgrade response
+        assert not timers.unresponsive(100.0)
+        now[0] = 50.0
+        timers.ready()
+        assert timers.timeout(State.OPEN, None) == 10.0
+
+    def test_the_timers_default(self) -> None:
+        timers = Timers(lambda: 0.0, None, None, 5.0, None)
+        assert timers.data_resets_ping_timeout is False
