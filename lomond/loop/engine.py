@@ -175,6 +175,10 @@ class Engine:
             except (KeyError, ValueError, OSError):  # pragma: no cover - closed already
                 pass
 
+    def poke(self, waiter: Waiter) -> None:
+        """From the loop's thread: give ``waiter``'s connection a turn soon."""
+        self._poked.append(waiter)
+
     def wake(self, waiter: Waiter | None = None) -> None:
         """Interrupt the wait (from any thread); ``waiter``'s connection gets a turn."""
         if waiter is not None:
@@ -296,7 +300,7 @@ class Engine:
     def wait(self) -> None:
         """Wait until a connection can go on (at once if one can), or :meth:`wake`."""
         timeout: float | None = 0.0
-        if not self._ready:
+        if not self._ready and not self._poked:
             heap = self._heap
             timeout = None if not heap else max(0.0, heap[0][0] - self.clock())
         for key, events in self.selector().select(

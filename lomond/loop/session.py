@@ -115,6 +115,15 @@ class WebsocketSession(Connection, Waiter):
         if engine is not None:
             engine.wake(self)
 
+    def _after_locked(self, in_loop: bool) -> None:
+        super()._after_locked(in_loop)
+        shared = self._shared
+        if in_loop and shared is not None and not self._suspended:
+            # A call from the loop body while another connection's event is handled:
+            # this one waits with what it waited for before (its socket's mask, its
+            # deadline); give it a turn to see its output and its close timeout.
+            shared.poke(self)
+
     def run(
         self,
         poll: float | None = 5.0,
