@@ -531,6 +531,36 @@ class TestFairness:
         # The polls came while the flood went on, not after it.
         assert len(set(flood_between)) > 10
 
+    def test_a_slow_loop_body_delays_other_timers_by_one_event(self) -> None:
+        """Each of A's events takes 50 ms to handle; B's polls wait for one, not a turn's."""
+        stop = threading.Event()
+
+        def steady(connection: RawConnection) -> None:
+            connection.handshake()
+            connection.sock.settimeout(5)
+            while not stop.is_set():
+                connection.send(frame(TEXT, b"tick") * 64)
+                time.sleep(0.2)
+
+        with raw_server(steady) as busy_url, websockets_server(echo) as url:
+            a, b = WebSocket(busy_url), WebSocket(url)
+            mux = Multiplexer()
+            mux.add(a, poll=60, close_timeout=1)
+            mux.add(b, poll=0.1, ping_rate=None)
+            polls: list[float] = []
+            for ws, event in mux:
+                if ws is a and event.name == "text" and not stop.is_set():
+                    time.sleep(0.05)  # a slow loop body
+                elif ws is b and event.name == "poll":
+                    polls.append(time.monotonic())
+                    if len(polls) == 12:
+                        b.close()
+                        stop.set()
+                        a.close()
+        gaps = [later - earlier for earlier, later in zip(polls[1:], polls[2:])]
+        # A whole turn of A (16 events) would be 0.8 s: B waited for one event at most.
+        assert max(gaps) < 0.1 + 0.05 + 0.15, gaps
+
     def test_a_turn_is_bounded(self) -> None:
         assert engine_module.TURN_EVENTS <= 64
 

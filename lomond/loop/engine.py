@@ -280,11 +280,14 @@ class Engine:
             waiter.scheduled = when
             heapq.heappush(self._heap, (when, next(self._order), waiter))
 
-    def _resume(self, waiter: Waiter) -> None:
+    def _resume(self, waiter: Waiter, first: bool = False) -> None:
         task = waiter.task
         if task is not None and task.idle and task.waiter is waiter:
             task.idle = False
-            self._ready.append(task)
+            if first:
+                self._ready.appendleft(task)  # a due timer goes before the others' turns
+            else:
+                self._ready.append(task)
 
     def _fire_due(self) -> None:
         heap = self._heap
@@ -295,7 +298,7 @@ class Engine:
             when, _, waiter = heapq.heappop(heap)
             if waiter.scheduled == when:
                 waiter.scheduled = None
-            self._resume(waiter)
+            self._resume(waiter, first=True)
 
     def wait(self) -> None:
         """Wait until a connection can go on (at once if one can), or :meth:`wake`."""
