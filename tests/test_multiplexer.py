@@ -522,9 +522,9 @@ class TestFairness:
         assert flood_texts > 1000  # it did flood
         for ws in quiet:
             times = polls[ws]
-            # One poll right after Ready, then one every 0.1 s: none late by more
-            # than a little (the flood's events are handed over in between).
-            assert len(times) >= 14, times
+            # One poll right after Ready, then one every 0.1 s (about 15 before the
+            # close): on time, or skipped when late (a loaded machine), never starved.
+            assert len(times) >= 10, times
             gaps = sorted(later - earlier for earlier, later in zip(times[1:], times[2:]))
             assert gaps[len(gaps) // 2] < 0.15, gaps  # the median period: on time
             assert gaps[-1] < 0.5, gaps  # none lost behind the flood

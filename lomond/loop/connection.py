@@ -186,6 +186,8 @@ class Connection:
             self._emit_traces()
         if not in_loop:
             self._wake()
+        elif not self._suspended:
+            self._nudge()
 
     def force_disconnect(self) -> None:
         """Drop the connection; the loop then yields ``Disconnected(graceful=False)``."""
@@ -258,6 +260,13 @@ class Connection:
         """Interrupt the loop's wait, so that it sees new deadlines and queued output.
 
         The loop that waits for the connection provides it.
+        """
+
+    def _nudge(self) -> None:
+        """A call in the loop's thread while this connection's loop is not handling
+        one of its events: in a loop shared with other connections, it was made while
+        another one's event was handled, and this one must see its new output and
+        deadlines. The loop that waits for the connection provides it.
         """
 
     def _close_socket_locked(self) -> None:

@@ -115,10 +115,9 @@ class WebsocketSession(Connection, Waiter):
         if engine is not None:
             engine.wake(self)
 
-    def _after_locked(self, in_loop: bool) -> None:
-        super()._after_locked(in_loop)
+    def _nudge(self) -> None:
         shared = self._shared
-        if in_loop and shared is not None and not self._suspended:
+        if shared is not None:
             # A call from the loop body while another connection's event is handled:
             # this one waits with what it waited for before (its socket's mask, its
             # deadline); give it a turn to see its output and its close timeout.
@@ -360,11 +359,14 @@ class WebsocketSession(Connection, Waiter):
         sock = self._sock
         if engine is None or sock is None:  # pragma: no cover - the loop ends first
             return
-        want_write = self._want_write()
+        writer = self._writer
+        want_write = bool(writer.unsent) and not writer.needs_read  # see _want_write()
         spin = self._reader.spin_time and (timeout is None or timeout > 0)
         if spin and not want_write and self._reader.spin(self._read, timeout):
             return
-        engine.watch(self, sock, _READ | (_WRITE if want_write else 0))
+        mask = _READ | _WRITE if want_write else _READ
+        if self.watched != (sock, mask):
+            engine.watch(self, sock, mask)
         try:
             ready = engine.block(timeout)
         except OSError as error:  # pragma: no cover - a selector failing is a bug elsewhere
