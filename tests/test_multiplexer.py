@@ -210,6 +210,41 @@ class TestManyConnections:
         # No thread of lomond's (an IP address needs no helper thread).
         assert lomond_threads == set()
 
+    def test_failures_in_connect_order(self) -> None:
+        """Rejected, refused, protocol error: each exactly as ``ws.connect()`` gives it."""
+        from http import HTTPStatus
+
+        def reject(connection: Any, request: Any) -> Any:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "busy\n")
+
+        def violate(connection: RawConnection) -> None:
+            connection.handshake()
+            connection.send(frame(0x3, b"reserved opcode"))
+            with contextlib.suppress(OSError):
+                connection.sock.settimeout(5)
+                connection.recv_frame()
+                connection.send(frame(0x8, b"\x03\xe8"))
+
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        refused_url = f"ws://127.0.0.1:{listener.getsockname()[1]}/"
+        listener.close()
+        with websockets_server(echo, process_request=reject) as rejecting, raw_server(
+            violate
+        ) as violating:
+            urls = [rejecting, violating, refused_url]
+            alone = {url: names([*WebSocket(url).connect()]) for url in urls}
+            mux = Multiplexer()
+            sockets = {WebSocket(url): url for url in urls for _ in range(3)}
+            for ws in sockets:
+                mux.add(ws)
+            seen = run_all(mux)
+        assert alone[rejecting] == ["connecting", "connected", "rejected", "disconnected"]
+        assert alone[violating] == OPEN + ["protocol_error", "disconnected"]
+        assert alone[refused_url] == ["connecting", "connect_fail"]
+        for ws, url in sockets.items():
+            assert names(seen[ws]) == alone[url]
+
     def test_sends_from_other_threads_while_iterating(self) -> None:
         with websockets_server(echo) as url:
             mux = Multiplexer()
