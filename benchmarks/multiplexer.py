@@ -18,7 +18,10 @@ It measures, each in a fresh client process:
   wake-up, as each connection of the multiplexer gets), and one receiving as many
   messages per tick as all the connections together (in batches);
 - ``open``: the seconds until every connection is ``ready`` when all are added
-  together, against opening them one after another with ``ws.connect()``.
+  together, against opening them one after another with ``ws.connect()``; once
+  with the server answering at once (loopback: both are bound by CPU), once with
+  the server answering each upgrade after ``--latency`` seconds (default 20 ms, a
+  round trip over a network).
 
 Both processes raise their open-file limit to the hard limit. Nothing here is
 collected by pytest, and no test asserts these numbers.
@@ -55,8 +58,12 @@ def rss_kib() -> int:
 # -- the server (its own process) ---------------------------------------------------
 
 
-def serve(rate: int, size: int, seconds: float) -> None:
-    """Print the port; each connection: wait for "start", then the feed, then "done"."""
+def serve(rate: int, size: int, seconds: float, latency: float = 0.0) -> None:
+    """Print the port; each connection: wait for "start", then the feed, then "done".
+
+    ``latency``: seconds the server waits before it answers the upgrade (what a
+    round trip over a real network adds to opening a connection).
+    """
     import websockets
 
     raise_file_limit()
@@ -76,9 +83,20 @@ def serve(rate: int, size: int, seconds: float) -> None:
                         await connection.send(message)
                 await connection.send("done")
 
+    async def delay(connection: object, request: object) -> None:
+        if latency:
+            await asyncio.sleep(latency)
+
     async def main() -> None:
         async with websockets.serve(
-            handler, "127.0.0.1", 0, compression=None, max_queue=None, ping_interval=None
+            handler,
+            "127.0.0.1",
+            0,
+            compression=None,
+            max_queue=None,
+            ping_interval=None,
+            process_request=delay,
+            backlog=4096,
         ) as server:
             port = next(iter(server.sockets)).getsockname()[1]
             print(port, flush=True)
@@ -230,13 +248,19 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=10, help="messages a second per connection")
     parser.add_argument("--size", type=int, default=100, help="bytes per message")
     parser.add_argument("--quick", action="store_true", help="200 connections, 5 s")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.02,
+        help="seconds the server waits before answering each upgrade, for 'open' (a round trip)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--client", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.connections, args.seconds = 200, 5.0
     if args.serve:
-        serve(args.rate, args.size, args.seconds)
+        serve(args.rate, args.size, args.seconds, args.latency)
         return
     if args.client:
         what, url, count, expected = args.client
@@ -247,7 +271,9 @@ def main() -> None:
     expected = per_tick * round(args.seconds / TICK)
     server_command = [sys.executable, __file__, "--serve", "--rate", str(args.rate)]
     server_command += ["--size", str(args.size), "--seconds", str(args.seconds)]
-    server = subprocess.Popen(server_command, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        server_command + ["--latency", "0"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert server.stdout is not None
         url = f"ws://127.0.0.1:{server.stdout.readline().strip()}/"
@@ -270,6 +296,17 @@ def main() -> None:
     finally:
         server.kill()
         server.wait()
+    # Opening again, with a server that answers each upgrade after --latency seconds.
+    server = subprocess.Popen(
+        server_command + ["--latency", str(args.latency)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        url = f"ws://127.0.0.1:{server.stdout.readline().strip()}/"
+        remote = run_client("open", url, count, expected)
+    finally:
+        server.kill()
+        server.wait()
     ratio = feed["cpu_us_per_message"] / single["cpu_us_per_message"]
     ratio_alone = feed["cpu_us_per_message"] / alone["cpu_us_per_message"]
     print(f"## lomond.Multiplexer: {count} connections, {args.rate} x {args.size} B/s each")
@@ -284,7 +321,10 @@ def main() -> None:
     print(f"    {single['cpu_us_per_message']:.1f} µs (messages in batches), ratio {ratio:.2f}×")
     print(f"- open: all {count} together {opening['together']:.2f} s,")
     print(f"  one after another {opening['one_by_one']:.2f} s:")
-    print(f"  **{opening['speedup']:.1f}× faster together**")
+    print(f"  **{opening['speedup']:.1f}× faster together** (loopback: both bound by CPU)")
+    print(f"- open, the server answering each upgrade after {args.latency * 1000:g} ms:")
+    print(f"  together {remote['together']:.2f} s, one after another {remote['one_by_one']:.2f} s:")
+    print(f"  **{remote['speedup']:.1f}× faster together**")
 
 
 if __name__ == "__main__":
