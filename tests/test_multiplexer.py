@@ -428,10 +428,13 @@ class TestThreads:
             mux.add(first, poll=60)
             mux.add(second, poll=60)
             seen: dict[WebSocket, list[str]] = collections.defaultdict(list)
+            ready = 0
             for ws, event in mux:
                 seen[ws].append(event.name)
-                if event.name == "ready" and ws is first:
-                    threading.Thread(target=mux.remove, args=(first,)).start()
+                if event.name == "ready":
+                    ready += 1
+                    if ready == 2:  # both open
+                        threading.Thread(target=mux.remove, args=(first,)).start()
                 elif event.name == "disconnected" and ws is first:
                     threading.Thread(target=mux.close).start()
         assert seen[first] == OPEN + ["closed", "disconnected"]
