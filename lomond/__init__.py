@@ -8,11 +8,12 @@
 
 from . import events
 from ._version import __version__
+from .multiplexer import Multiplexer
 from .persist import persist
 from .status import Status
 from .websocket import WebSocket
 
-__all__ = ["WebSocket", "__version__", "events", "persist", "Status"]
+__all__ = ["Multiplexer", "WebSocket", "__version__", "events", "persist", "Status"]
 
 # lomond's logger ("lomond") gets its NullHandler when lomond first logs: see
 # lomond._logging, which also keeps `import lomond` from importing logging.

@@ -193,12 +193,7 @@ def persist(
         close_timeout=close_timeout,
         data_resets_ping_timeout=data_resets_ping_timeout,
     )
-    if min_wait > max_wait:
-        raise ValueError(
-            f"min_wait ({min_wait!r}) must not be greater than max_wait ({max_wait!r})"
-        )
-    if not 0 <= min_wait <= max_wait:  # also catches NaN
-        raise ValueError(f"min_wait and max_wait must be >= 0, not {min_wait!r} and {max_wait!r}")
+    check_waits(min_wait, max_wait)
 
     def connect() -> Generator[events.Event, None, None]:
         options: dict[str, Any] = {}
@@ -225,19 +220,41 @@ def persist(
     )
 
 
+def check_waits(min_wait: float, max_wait: float) -> None:
+    """Check ``persist()``'s ``min_wait`` and ``max_wait``.
+
+    Raises:
+        ValueError: ``min_wait`` is negative or greater than ``max_wait``.
+    """
+    if min_wait > max_wait:
+        raise ValueError(
+            f"min_wait ({min_wait!r}) must not be greater than max_wait ({max_wait!r})"
+        )
+    if not 0 <= min_wait <= max_wait:  # also catches NaN
+        raise ValueError(f"min_wait and max_wait must be >= 0, not {min_wait!r} and {max_wait!r}")
+
+
 def _persist(
     websocket: WebSocket,
-    connect: Callable[[], Generator[events.Event, None, None]],
+    connect: Callable[[], Generator[Any, None, None]],
     max_wait: float,
     exit_event: threading.Event | None,
     respect_retry_after: bool,
     backoff: BackoffCallable,
-) -> Generator[events.Event, None, None]:
+    sleep: Callable[[float], Generator[Any, None, bool]] | None = None,
+) -> Generator[Any, None, None]:
+    """The loop of :func:`persist`: the events of each ``connect()``, then a back-off.
+
+    ``sleep(delay)`` waits the back-off and returns whether ``exit_event`` was set
+    meanwhile; whatever it yields is passed on (a loop running many connections
+    waits for the deadline, not in place). By default the thread waits on
+    ``exit_event``, and a watcher thread closes the connection when it is set.
+    """
     watcher: _ExitWatcher | None = None
     if exit_event is None:
         # Nobody else can set it: there is nothing to watch.
         exit_event = threading.Event()
-    else:
+    elif sleep is None:
         watcher = _ExitWatcher(websocket, exit_event)
         watcher.start()
     try:
@@ -274,12 +291,22 @@ def _persist(
             else:
                 delay = _checked_delay(backoff(retries))
             yield events.BackOff(delay)
-            # Event.wait() raises OverflowError above TIMEOUT_MAX (about 292 years).
-            if exit_event.wait(min(delay, threading.TIMEOUT_MAX)):
+            if (yield from (sleep or _sleeper(exit_event))(delay)):
                 return
     finally:
         if watcher is not None:
             watcher.stop()
+
+
+def _sleeper(exit_event: threading.Event) -> Callable[[float], Generator[Any, None, bool]]:
+    """The back-off of a thread of its own: wait on ``exit_event`` (yields nothing)."""
+
+    def sleep(delay: float) -> Generator[Any, None, bool]:
+        # Event.wait() raises OverflowError above TIMEOUT_MAX (about 292 years).
+        return exit_event.wait(min(delay, threading.TIMEOUT_MAX))
+        yield  # pragma: no cover - makes this a generator that yields nothing
+
+    return sleep
 
 
 def _checked_delay(delay: float) -> float:

@@ -346,8 +346,14 @@ class WebSocket:
         even before its first event, so that two loops never share one WebSocket.
         """
         loop = None if self._loop is None else self._loop()
-        # A generator keeps its frame until it is exhausted or closed.
-        if loop is not None and getattr(loop, "gi_frame", None) is not None:
+        # A generator keeps its frame until it is exhausted or closed. One that is
+        # executing is the caller itself: a Multiplexer's loop of persist=True
+        # reconnecting its WebSocket.
+        if (
+            loop is not None
+            and getattr(loop, "gi_frame", None) is not None
+            and not getattr(loop, "gi_running", False)
+        ):
             raise RuntimeError(
                 f"cannot {what} a WebSocket while its event loop is running "
                 "(leave or close the loop of the previous connect() first)"

@@ -56,6 +56,7 @@ PUBLIC_MODULES = [
     "lomond.websocket",
     "lomond.events",
     "lomond.persist",
+    "lomond.multiplexer",
     "lomond.status",
     "lomond.errors",
     "lomond.response",
@@ -181,6 +182,16 @@ class TestExamples:
             if process.stdout is not None:
                 process.stdout.close()
 
+    def test_multiplexer_feeds(self, echo_url: str) -> None:
+        """Each feed prints what its page shows; the feeds interleave in any order."""
+        output = run_example("multiplexer_feeds.py", echo_url)
+        expected = documented_output("multiplexer_feeds.py")
+        assert sorted(output.splitlines()) == sorted(expected.splitlines())
+        lines = output.splitlines()
+        for name in ("btc", "eth", "sol"):
+            mine = [line for line in lines if line.startswith(name + " ")]
+            assert mine == [f"{name} {{'subscribe': '{name}'}}", f"{name} disconnected: closed"]
+
     def test_client_certificate(self, tmp_path: Path) -> None:
         """With the files it names in its directory, it passes a server's client check."""
         trustme = pytest.importorskip("trustme")
@@ -211,6 +222,7 @@ class TestExamples:
             "client_certificate.py",
             "price_bot.py",
             "test_price_bot.py",
+            "multiplexer_feeds.py",
         }
         assert {path.name for path in EXAMPLES.glob("*.py")} == tested
 

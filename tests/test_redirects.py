@@ -571,3 +571,71 @@ class TestCommandLine:
             main(["ws://example.com/", "--max-redirects", value])
         assert caught.value.code == 2
         assert "--max-redirects" in capsys.readouterr().err
+
+
+class TestInAMultiplexer:
+    """A redirect in a shared loop: the same sequence, and no other connection waits."""
+
+    def test_redirects_beside_other_connections(self) -> None:
+        from lomond import Multiplexer
+
+        seen: list[Any] = []
+        with redirect_server({"/a": (307, "/b"), "/b": (302, "/c")}, seen) as url:
+            mux = Multiplexer()
+            chained = [WebSocket(url + "/a") for _ in range(5)]
+            plain = [WebSocket(url + "/c") for _ in range(5)]
+            for ws in chained + plain:
+                mux.add(ws, poll=60)
+            collected: dict[WebSocket, list[Any]] = {ws: [] for ws in chained + plain}
+            for ws, event in mux:
+                collected[ws].append(event)
+                if event.name == "ready":
+                    ws.close()
+        ending = ["ready", "poll", "closed", "disconnected"]
+        for ws in chained:
+            assert names(collected[ws]) == [
+                "connecting",
+                "connected",
+                "redirected",
+                "connected",
+                "redirected",
+                "connected",
+                *ending,
+            ]
+            assert [event.url for event in collected[ws] if event.name == "connected"] == [
+                url + "/a",
+                url + "/b",
+                url + "/c",
+            ]
+            assert collected[ws][-1].graceful
+        for ws in plain:
+            assert names(collected[ws]) == ["connecting", "connected", *ending]
+        assert sorted(request.path for request in seen).count("/c") == 10
+
+    def test_a_redirect_to_a_silent_server_times_out_alone(self) -> None:
+        """The next hop never answers: that connection ends under its own connect
+        deadline; the others are not held up."""
+        from lomond import Multiplexer
+
+        def silent(connection: RawConnection) -> None:
+            connection.read_request()
+            threading.Event().wait(5)
+
+        with raw_server(silent) as silent_url, redirect_server({}) as good_url:
+            with redirect_server({"/away": (302, silent_url + "/")}) as url:
+                mux = Multiplexer()
+                lost = WebSocket(url + "/away", connect_timeout=1)
+                others = [WebSocket(good_url) for _ in range(3)]
+                mux.add(lost, poll=60)
+                for ws in others:
+                    mux.add(ws, poll=60)
+                order: list[tuple[WebSocket, str]] = []
+                for ws, event in mux:
+                    order.append((ws, event.name))
+                    if event.name == "ready":
+                        ws.close()
+        lost_names = [name for ws, name in order if ws is lost]
+        assert lost_names == ["connecting", "connected", "redirected", "connected", "disconnected"]
+        # Every other connection finished before the lost one's deadline ended it.
+        last_other = max(i for i, (ws, name) in enumerate(order) if ws is not lost)
+        assert order.index((lost, "disconnected")) > last_other

@@ -22,7 +22,6 @@ go out in one write when the application asks for the next event (see
 from __future__ import annotations
 
 import select
-import socket
 import threading
 import time
 
@@ -44,7 +43,7 @@ if TYPE_CHECKING:
     from typing import Callable, Tuple, TypeVar
 
     from ..network.deadline import Clock
-    from ..network.sockets import SocketLike
+    from ..network.sockets import Opened, SocketLike
     from .reader import Data
 
     T = TypeVar("T")
@@ -214,6 +213,8 @@ class Connection:
             self._emit_traces()
         if not in_loop:
             self._wake()
+        elif not self._suspended:
+            self._nudge()
 
     def force_disconnect(self) -> None:
         """Drop the connection; the loop then yields ``Disconnected(graceful=False)``."""
@@ -288,6 +289,13 @@ class Connection:
         The loop that waits for the connection provides it.
         """
 
+    def _nudge(self) -> None:
+        """A call in the loop's thread while this connection's loop is not handling
+        one of its events: in a loop shared with other connections, it was made while
+        another one's event was handled, and this one must see its new output and
+        deadlines. The loop that waits for the connection provides it.
+        """
+
     def _close_socket_locked(self) -> None:
         self._sock = None
         sock = self._writer.detach()
@@ -331,35 +339,30 @@ class Connection:
         if self.tracer is not None:
             self.tracer.url = url
 
-    def _open(self) -> SocketLike:
-        deadline = self._connect_deadline
-        if deadline is None:  # the first connection (a redirect keeps its deadline)
-            deadline = Deadline(self.connect_timeout, self._clock)
-        opened = self.connector.open(deadline)
+    def _attach(self, opened: Opened, deadline: Deadline, buffer: memoryview | None) -> None:
+        """Use the opened socket from now on, and start writing the upgrade request.
+
+        ``buffer`` is the read buffer the loop's connections share, or ``None`` for
+        one of the connection's own.
+
+        Raises:
+            ConnectFail: The request could not be written; the socket is closed.
+        """
         sock = opened.sock
         self._proxy_url = opened.proxy_url
         with self._lock:
-            request = self.protocol.data_to_send()
-            try:
-                remaining = deadline.remaining()
-                if remaining is not None and remaining <= 0:
-                    raise socket.timeout("deadline passed")  # settimeout(0) would not block
-                sock.settimeout(remaining)
-                sock.sendall(request)
-            except OSError as error:
-                sock.close()
-                if isinstance(error, socket.timeout):
-                    raise ConnectFail(
-                        f"timed out after {deadline.seconds:g}s sending the upgrade request"
-                    ) from None
-                raise ConnectFail(f"could not send the upgrade request: {error}") from None
             sock.setblocking(False)
             self._sock = sock
             self._writer.attach(opened)
-            self._reader.attach(opened)
-        self._trace("socket_send", length=len(request))
+            self._reader.attach(opened, buffer)
+            self._flush_locked()  # the request; what the socket does not take waits
+            failure = self._writer.error
+            if failure is not None:
+                self._close_socket_locked()
+        if failure is not None:
+            raise ConnectFail(f"could not send the upgrade request: {failure}")
+        self._emit_traces()
         self._connect_deadline = deadline
-        return sock
 
     def _next_batch(self) -> list[events.Event]:
         """Take the protocol's next events, and write what parsing them produced.

@@ -54,8 +54,13 @@ class Reader:
         self._spin_skip = 0
         self._spin_backoff = 1
 
-    def attach(self, opened: Opened) -> None:
-        """Read ``opened.sock`` from now on (it is non-blocking)."""
+    def attach(self, opened: Opened, buffer: memoryview | None = None) -> None:
+        """Read ``opened.sock`` from now on (it is non-blocking).
+
+        ``buffer`` is the buffer to read into, shared with the other connections of
+        the loop (each read is handed on before the next); ``None`` for a buffer of
+        the connection's own.
+        """
         sock = opened.sock
         self._sock = sock
         self._would_block = opened.would_block
@@ -64,7 +69,7 @@ class Reader:
         # fresh 256 KiB bytes object per read would cost an allocation (and page
         # faults) on every small message. The protocol copies what it keeps.
         if isinstance(sock, socket.socket):
-            self._view = memoryview(bytearray(READ_SIZE))
+            self._view = memoryview(bytearray(READ_SIZE)) if buffer is None else buffer
             self._locked = type(sock) is not socket.socket  # TLS over a plain socket
         # Otherwise (TLS inside TLS), the socket keeps its own lock and gives bytes.
 
@@ -102,10 +107,10 @@ class Reader:
                 return True
             read = True
             feed(data)
-            if not data or not self._tls_buffered():
+            if not data or not self.tls_buffered():
                 return True
 
-    def _tls_buffered(self) -> bool:
+    def tls_buffered(self) -> bool:
         """Whether the TLS layer holds decrypted bytes (they never wake the selector)."""
         pending = self._tls_pending
         if pending is None:

@@ -1,16 +1,19 @@
-"""The blocking shell: one generator that owns the socket, the clock and the timers.
+"""The blocking shell: one generator per connection, that owns its socket and timers.
 
 :meth:`WebsocketSession.run` opens the connection, then loops: hand over the
-protocol's events → fire due timers → wait on a selector until the socket is
-readable or the nearest deadline comes → read → feed the protocol → write what it
-produced. What a connection holds, and the calls any thread may make on it, are in
-:mod:`lomond.loop.connection`.
+protocol's events → fire due timers → wait until the socket is readable or the
+nearest deadline comes → read → feed the protocol → write what it produced. What a
+connection holds, and the calls any thread may make on it, are in
+:mod:`lomond.loop.connection`; the waiting is the engine's
+(:mod:`lomond.loop.engine`): ``ws.connect()`` runs the generator with an engine of
+its own and waits in place; in a :class:`~lomond.multiplexer.Multiplexer`, many
+generators share one engine, and each yields itself (a
+:class:`~lomond.loop.engine.Waiter`) when it has to wait.
 """
 
 from __future__ import annotations
 
 import selectors
-import socket
 import threading
 import time
 
@@ -18,35 +21,43 @@ from .. import events
 from .._logging import log
 from ..errors import ConnectFail
 from ..network.connector import Connector
+from ..network.deadline import Deadline
+from ..network.opening import Blocking, open_steps
+from ..network.timeouts import timed_out
 from ..protocol import ClientProtocol, State
 from ..protocol.redirect import RedirectRefused
 from .connection import Connection
+from .engine import Engine, Waiter
 from .timers import Timers
 from .trace import Tracer, note
 
 #: After a write failed, the loop reads at most this many times more (what the
 #: kernel already holds) before it ends the connection.
 READS_AFTER_WRITE_FAILURE = 64
-#: The longest the loop sleeps in one wait, in seconds: a timer further away than
-#: this is checked again after it (a selector refuses very long timeouts).
-MAX_WAIT = 3600.0
 
 TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
-    from typing import Callable, Generator
+    from typing import Any, Callable, Generator, Union
 
     from ..network.deadline import Clock
+    from ..network.opening import Step
+    from ..network.sockets import Opened
     from ..response import Response
     from .connection import NextHop
+    from .helpers import Job
 
     SelectorFactory = Callable[[], selectors.BaseSelector]
+    #: What the generator of a connection in a shared engine yields.
+    Item = Union[events.Event, Waiter]
 
 # Events that need no logging and no action from the loop (unless tracing).
 _MESSAGE_EVENTS = frozenset({events.Text, events.Binary, events.Ping})
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
 
 
-class WebsocketSession(Connection):
-    """Runs one connection in its own loop: :meth:`run` is the generator of its events.
+class WebsocketSession(Connection, Waiter):
+    """Runs one connection: :meth:`run` is the generator of its events.
 
     Args:
         protocol: The connection's sans-I/O protocol, fresh (its first output is the
@@ -58,6 +69,9 @@ class WebsocketSession(Connection):
         tracer: Receives the trace records, or ``None``.
         clock: A monotonic clock (injectable for tests).
         selector_factory: Makes the selector the loop waits on (injectable for tests).
+        engine: The engine the connection shares with others (a ``Multiplexer``'s):
+            then :meth:`run` yields the session itself whenever it has to wait.
+            ``None``: :meth:`run` waits in place, with an engine of its own.
         redirect: Called with the response of a rejected upgrade; returns the next
             connection when it is a redirect to follow, ``None`` when it is not, and
             raises :class:`~lomond.protocol.redirect.RedirectRefused` for a redirect
@@ -74,6 +88,7 @@ class WebsocketSession(Connection):
         tracer: Tracer | None = None,
         clock: Clock = time.monotonic,
         selector_factory: SelectorFactory = selectors.DefaultSelector,
+        engine: Engine | None = None,
         redirect: Callable[[Response], NextHop | None] | None = None,
     ) -> None:
         super().__init__(
@@ -85,11 +100,14 @@ class WebsocketSession(Connection):
             clock=clock,
         )
         self._selector_factory = selector_factory
-        self._selector: selectors.BaseSelector | None = None
-        self._write_interest = False
-        self._wake_reader: socket.socket | None = None
-        self._wake_writer: socket.socket | None = None
+        self._shared = engine
+        self._engine: Engine | None = engine
+        # The blocking step of opening that a helper thread runs, while it runs.
+        self._job: Job | None = None
         self._redirect = redirect
+        if engine is not None:
+            # Polling one socket before sleeping would keep the others waiting.
+            self._reader.spin_time = 0.0
 
     @property
     def spin_time(self) -> float:
@@ -102,12 +120,17 @@ class WebsocketSession(Connection):
 
     def _wake(self) -> None:
         """Interrupt the loop's wait so it sees new deadlines and queued output."""
-        writer = self._wake_writer
-        if writer is not None:
-            try:
-                writer.send(b"\0")
-            except OSError:
-                pass
+        engine = self._engine
+        if engine is not None:
+            engine.wake(self)
+
+    def _nudge(self) -> None:
+        shared = self._shared
+        if shared is not None:
+            # A call from the loop body while another connection's event is handled:
+            # this one waits with what it waited for before (its socket's mask, its
+            # deadline); give it a turn to see its output and its close timeout.
+            shared.poke(self)
 
     def run(
         self,
@@ -118,8 +141,11 @@ class WebsocketSession(Connection):
         close_timeout: float | None = 30.0,
         *,
         data_resets_ping_timeout: bool = False,
-    ) -> Generator[events.Event, None, None]:
-        """Connect and yield the events of the connection, in the documented order."""
+    ) -> Generator[Any, None, None]:
+        """Connect and yield the events of the connection, in the documented order.
+
+        With a shared engine, it also yields the session itself whenever it waits.
+        """
         self.running = True
         self.protocol.auto_pong = auto_pong
         timers = self._timers = Timers(
@@ -130,6 +156,8 @@ class WebsocketSession(Connection):
             close_timeout,
             data_resets_ping_timeout=data_resets_ping_timeout,
         )
+        if self._shared is None:
+            self._engine = Engine(self._clock, self._selector_factory)
         try:
             yield from self._run(timers)
         finally:
@@ -137,30 +165,46 @@ class WebsocketSession(Connection):
             self.running = False
 
     def _shutdown(self) -> None:
+        job, self._job = self._job, None
+        if job is not None:
+            job.cancel()
         with self._lock:
             # Frames the application gathered just before it left the loop.
             self._flush_locked()
             self._abort_locked("the event loop was left")
             self.protocol.events_received()
             self._close_socket_locked()
-        for resource in (self._selector, self._wake_reader, self._wake_writer):
-            if resource is not None:
-                resource.close()
-        self._selector = self._wake_reader = self._wake_writer = None
+        engine = self._engine
+        if engine is not None:
+            engine.unwatch(self)  # a socket of the opening steps
+            if self._shared is None:
+                engine.close()
         self._emit_traces()
 
-    def _run(self, timers: Timers) -> Generator[events.Event, None, None]:
+    def _close_socket_locked(self) -> None:
+        engine = self._engine
+        if engine is not None and self.watched is not None:
+            engine.unwatch(self)  # before its file descriptor can be reused
+        super()._close_socket_locked()
+
+    def _connecting(self, timers: Timers) -> Generator[Item, None, bool]:
+        """``Connecting``, then ``Connected`` or ``ConnectFail``; whether it connected."""
         get_ident = threading.get_ident
         self._loop_thread = get_ident()
         yield events.Connecting(self.url)
         self._loop_thread = get_ident()
-        failure = self._start()
+        failure = yield from self._start()
         if failure is not None:
             yield events.ConnectFail(failure)
-            return
+            return False
         yield events.Connected(self.url, proxy=self._proxy_url)
         self._loop_thread = get_ident()
         timers.connect_deadline = self._connect_deadline
+        return True
+
+    def _run(self, timers: Timers) -> Generator[Item, None, None]:
+        if not (yield from self._connecting(timers)):
+            return
         # The receive benchmarks' fast path: messages need nothing from the loop but
         # the hand-over (unless tracing). Without it, recv_text took 1.6 times as long.
         plain = _MESSAGE_EVENTS if self.tracer is None else frozenset()
@@ -194,7 +238,12 @@ class WebsocketSession(Connection):
             elif self._has_events():
                 continue
             elif self._writer.error is None:
-                self._wait(timers.timeout(self.protocol.state, self._close_sent_at))
+                timeout = timers.timeout(self.protocol.state, self._close_sent_at)
+                if self._shared is None:
+                    self._wait(timeout)
+                else:
+                    yield self._parked(timeout)
+                    self._on_ready()
             else:
                 # Read what the server sent before writing failed (its close frame,
                 # typically, when it reset the connection after it), one read a
@@ -204,29 +253,40 @@ class WebsocketSession(Connection):
                     with self._lock:
                         self._abort_locked(self._writer.error)
 
-    def _start(self) -> str | None:
+    # -- opening -------------------------------------------------------------------
+
+    def _start(self) -> Generator[Waiter, None, str | None]:
         """Open the connection and send the upgrade request; the failure, if it fails."""
+        failure = yield from self._open(Deadline(self.connect_timeout, self._clock))
+        if failure is not None:
+            log.debug("connect failed: %s", failure)
+            with self._lock:
+                self.protocol.events_received()  # ConnectFail is yielded instead
+        return failure
+
+    def _open(self, deadline: Deadline) -> Generator[Waiter, None, str | None]:
+        """Open the socket and start the upgrade request before ``deadline``; on
+        failure, abort the protocol and return why."""
+        engine = self._engine
+        assert engine is not None
+        shared = self._shared is not None
         try:
-            if self.protocol.state is State.DISCONNECTED:
-                raise ConnectFail("closed before the connection was opened")
-            sock = self._open()
+            self._check_not_closed()
+            steps = open_steps(self.connector, deadline, pooled=shared)
+            opened = yield from self._drive(steps, deadline)
+            self._attach(opened, deadline, engine.buffer if shared else None)
         except ConnectFail as error:
-            log.debug("connect failed: %s", error)
             with self._lock:
                 self.protocol.abort(str(error))
-                self.protocol.events_received()
             return str(error)
-        self._wake_reader, self._wake_writer = socket.socketpair()
-        self._wake_reader.setblocking(False)
-        self._wake_writer.setblocking(False)
-        selector = self._selector = self._selector_factory()
-        selector.register(sock, selectors.EVENT_READ)
-        selector.register(self._wake_reader, selectors.EVENT_READ)
+        sock = self._sock
+        if sock is not None:
+            engine.watch(self, sock, _READ)
         return None
 
     def _follow_redirect(
         self, event: events.Rejected, timers: Timers
-    ) -> Generator[events.Event, None, bool]:
+    ) -> Generator[Item, None, bool]:
         """A rejected upgrade: follow it if it is a redirect, else hand it over.
 
         Following: ``Redirected``, then this connection is closed and the next one
@@ -245,34 +305,84 @@ class WebsocketSession(Connection):
         protocol, connector, url = hop
         redirected = events.Redirected(event.response, url, event.received_time)
         note(redirected, self.url, self.tracer)
-        if self._selector is not None and self._sock is not None:
-            self._selector.unregister(self._sock)
+        deadline = self._connect_deadline
         self._switch(protocol, connector, url)
         self._suspended = True
         yield redirected
         self._resume()
-        if self._open_next():
+        if self.protocol.state is State.DISCONNECTED:
+            return True  # closed while the application handled Redirected
+        if deadline is None:  # pragma: no cover - a response came, so it was opened
+            deadline = Deadline(self.connect_timeout, self._clock)
+        failure = yield from self._open(deadline)
+        if failure is None:
             self._suspended = True
             yield events.Connected(url, proxy=self._proxy_url)
             self._resume()
+        else:
+            log.debug("connect failed after a redirect: %s", failure)
         return True
 
-    def _open_next(self) -> bool:
-        """Open the next connection of a redirect; on failure, end it (its
-        ``Disconnected`` says why). Returns whether it opened."""
+    def _check_not_closed(self) -> None:
+        if self.protocol.state is State.DISCONNECTED:
+            raise ConnectFail("closed before the connection was opened")
+
+    def _drive(
+        self, steps: Generator[Step, Any, Opened], deadline: Deadline
+    ) -> Generator[Waiter, None, Opened]:
+        """Run the opening steps, waiting for each (see :mod:`lomond.network.opening`)."""
+        result: Any = None
+        error: BaseException | None = None
         try:
-            if self.protocol.state is State.DISCONNECTED:
-                return False  # closed while the application handled Redirected
-            sock = self._open()
-        except ConnectFail as error:
-            log.debug("connect failed after a redirect: %s", error)
-            with self._lock:
-                self.protocol.abort(str(error))
-            return False
-        if self._selector is not None:
-            self._selector.register(sock, selectors.EVENT_READ)
-            self._write_interest = False
-        return True
+            while True:
+                try:
+                    step = steps.send(result) if error is None else steps.throw(error)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                result = error = None
+                if isinstance(step, Blocking):
+                    job = self._job = self._engine.submit(self, step.function)  # type: ignore[union-attr]
+                    while not job.done:
+                        yield self._opening_wait(deadline, step.doing)
+                    self._job = None
+                    result, error = job.result, job.error
+                else:
+                    yield from self._wait_for(step.sock, step.mask, deadline, step.doing)
+        finally:
+            steps.close()  # closes what it opened, unless it returned it
+
+    def _wait_for(
+        self, sock: Any, mask: int, deadline: Deadline, doing: str
+    ) -> Generator[Waiter, None, None]:
+        engine = self._engine
+        assert engine is not None
+        engine.watch(self, sock, mask)
+        try:
+            self.ready_mask = 0
+            while True:
+                if self._shared is not None:
+                    yield self._opening_wait(deadline, doing)
+                    ready, self.ready_mask = self.ready_mask, 0
+                else:
+                    self._opening_wait(deadline, doing)
+                    ready = engine.block(deadline.remaining())
+                if ready:
+                    return
+        finally:
+            engine.unwatch(self)
+
+    def _opening_wait(self, deadline: Deadline, doing: str | None) -> Waiter:
+        """Before waiting for a step: fail if closed, or if ``deadline`` passed."""
+        self._check_not_closed()
+        if doing is None:
+            self.deadline = None  # the step keeps to the deadline itself
+            return self
+        if deadline.expired:
+            raise timed_out(deadline, doing)
+        self.deadline = deadline.when
+        return self
+
+    # -- open ----------------------------------------------------------------------
 
     def _hand_over(
         self, event: events.Event, timers: Timers
@@ -300,43 +410,51 @@ class WebsocketSession(Connection):
             # The application has seen the server's close; now echo it.
             self.call(ClientProtocol.echo_close)
 
-    def _wait(self, timeout: float | None) -> None:
-        """Wait for input (or writability, with output queued) until ``timeout``."""
-        selector = self._selector
-        sock = self._sock
-        if selector is None or sock is None:  # pragma: no cover - the loop ends first
-            return
+    def _want_write(self) -> bool:
         # A TLS write that needs a read first is retried after each read, not when
         # the socket is writable (which it is, at once, again and again).
         writer = self._writer
-        want_write = bool(writer.unsent) and not writer.needs_read
+        return bool(writer.unsent) and not writer.needs_read
+
+    def _parked(self, timeout: float | None) -> Waiter:
+        """In a shared engine: watch the socket, note the deadline, and wait (yielded)."""
+        sock = self._sock
+        if sock is not None:
+            self._engine.watch(self, sock, _READ | (_WRITE if self._want_write() else 0))  # type: ignore[union-attr]
+        self.deadline = None if timeout is None else self._clock() + timeout
+        return self
+
+    def _on_ready(self) -> None:
+        """In a shared engine, back from waiting: write and read as the socket allows."""
+        ready, self.ready_mask = self.ready_mask, 0
+        if ready & _WRITE:
+            with self._lock:
+                self._flush_locked()
+        if ready & _READ:
+            self._read()
+
+    def _wait(self, timeout: float | None) -> None:
+        """Wait for input (or writability, with output queued) until ``timeout``."""
+        engine = self._engine
+        sock = self._sock
+        if engine is None or sock is None:  # pragma: no cover - the loop ends first
+            return
+        writer = self._writer
+        want_write = bool(writer.unsent) and not writer.needs_read  # see _want_write()
         spin = self._reader.spin_time and (timeout is None or timeout > 0)
         if spin and not want_write and self._reader.spin(self._read, timeout):
             return
-        if want_write != self._write_interest:
-            mask = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write else 0)
-            selector.modify(sock, mask)
-            self._write_interest = want_write
+        mask = _READ | _WRITE if want_write else _READ
+        if self.watched != (sock, mask):
+            engine.watch(self, sock, mask)
         try:
-            ready = selector.select(None if timeout is None else min(timeout, MAX_WAIT))
+            ready = engine.block(timeout)
         except OSError as error:  # pragma: no cover - a selector failing is a bug elsewhere
             with self._lock:
                 self._abort_locked(f"selector error; {error}")
             return
-        for key, mask in ready:
-            if key.fileobj is self._wake_reader:
-                self._drain_wake()
-                continue
-            if mask & selectors.EVENT_WRITE:
-                with self._lock:
-                    self._flush_locked()
-            if mask & selectors.EVENT_READ:
-                self._read()
-
-    def _drain_wake(self) -> None:
-        reader = self._wake_reader
-        try:
-            while reader is not None and reader.recv(4096):
-                pass
-        except OSError:
-            pass
+        if ready & _WRITE:
+            with self._lock:
+                self._flush_locked()
+        if ready & _READ:
+            self._read()

@@ -57,7 +57,8 @@ class Connector:
         self.proxies = proxies
         self._tls_context = tls_context
         self.user_agent = user_agent
-        self._on_tls = on_tls
+        #: Called before the TLS handshake with the server (for tracing), or ``None``.
+        self.on_tls = on_tls
         self._environ = environ
 
     @property
@@ -72,15 +73,14 @@ class Connector:
         """
         return select_proxy(self.scheme, self.host, self.port, self.proxies, self._environ)
 
-    def open(self, deadline: Deadline) -> Opened:
-        """Open a connection before ``deadline``.
+    def settings(self) -> tuple[Proxy | None, ssl.SSLContext | None]:
+        """The proxy to go through and the TLS context, for the next connection.
 
-        Returns:
-            The connected socket, the URL of the proxy used (without credentials),
-            and how to use the socket without blocking.
+        The context is ``None`` unless TLS is used (``wss://``, or an ``https://``
+        proxy).
 
         Raises:
-            ConnectFail: With a readable reason; nothing is left open.
+            ConnectFail: The proxy setting is invalid, or the TLS settings do not load.
         """
         try:
             proxy = self.proxy()
@@ -93,6 +93,19 @@ class Connector:
             except OSError as error:  # ssl.SSLError included
                 # e.g. an ssl_cafile that does not exist or holds no certificate
                 raise ConnectFail(f"could not load the TLS settings: {error}") from None
+        return proxy, context
+
+    def open(self, deadline: Deadline) -> Opened:
+        """Open a connection before ``deadline``.
+
+        Returns:
+            The connected socket, the URL of the proxy used (without credentials),
+            and how to use the socket without blocking.
+
+        Raises:
+            ConnectFail: With a readable reason; nothing is left open.
+        """
+        proxy, context = self.settings()
         sock = open_connection(
             self.host,
             self.port,
@@ -101,7 +114,7 @@ class Connector:
             proxy=proxy,
             proxy_context=context,
             user_agent=self.user_agent,
-            on_tls=self._on_tls,
+            on_tls=self.on_tls,
         )
         proxy_url = None if proxy is None else proxy.url
         if type(sock) is socket.socket:

@@ -87,7 +87,7 @@ def _describe_tls_error(error: ssl.SSLError) -> str:
     return f"TLS handshake failed: {reason or error}"
 
 
-def _handshake_failure(error: OSError, server_hostname: str, deadline: Deadline) -> ConnectFail:
+def handshake_failure(error: OSError, server_hostname: str, deadline: Deadline) -> ConnectFail:
     """The failure to raise when a TLS handshake with ``server_hostname`` raised ``error``."""
     if isinstance(error, ssl.SSLError):
         return ConnectFail(_describe_tls_error(error))
@@ -123,7 +123,7 @@ def wrap_tls(
         return context.wrap_socket(sock, server_hostname=server_hostname)
     except OSError as error:
         sock.close()
-        raise _handshake_failure(error, server_hostname, deadline) from None
+        raise handshake_failure(error, server_hostname, deadline) from None
 
 
 class NestedTLSSocket:
@@ -320,5 +320,5 @@ def wrap_tls_in_tls(
         nested.do_handshake(deadline)
     except OSError as error:
         outer.close()
-        raise _handshake_failure(error, server_hostname, deadline) from None
+        raise handshake_failure(error, server_hostname, deadline) from None
     return nested
