@@ -145,6 +145,7 @@ def persist(
     *,
     close_timeout: float | None = 30.0,
     auto_pong: bool = True,
+    stream: bool = False,
     backoff: BackoffCallable | None = None,
 ) -> Generator[events.Event, None, None]:
     """Connect, yield every event, and reconnect after a back-off, until ``exit_event``.
@@ -172,6 +173,7 @@ def persist(
         respect_retry_after: Use a rejection's ``Retry-After`` header as the delay.
         close_timeout: Passed to ``connect()``.
         auto_pong: Passed to ``connect()``.
+        stream: Passed to ``connect()``: data messages come as parts.
         backoff: Gives the delay for ``retries`` instead of the formula above
             (default: :func:`exponential_backoff` of ``min_wait`` and ``max_wait``);
             for tests, or another schedule. ``Retry-After`` still replaces it.
@@ -188,6 +190,7 @@ def persist(
         ping_timeout=ping_timeout,
         auto_pong=auto_pong,
         close_timeout=close_timeout,
+        stream=stream,
     )
     if min_wait > max_wait:
         raise ValueError(
@@ -196,6 +199,10 @@ def persist(
     if not 0 <= min_wait <= max_wait:  # also catches NaN
         raise ValueError(f"min_wait and max_wait must be >= 0, not {min_wait!r} and {max_wait!r}")
 
+    # Passed only when set, so that a WebSocket subclass whose connect() predates
+    # streaming still works.
+    options = {"stream": True} if stream else {}
+
     def connect() -> Generator[events.Event, None, None]:
         return websocket.connect(
             poll=poll,
@@ -203,6 +210,7 @@ def persist(
             ping_timeout=ping_timeout,
             auto_pong=auto_pong,
             close_timeout=close_timeout,
+            **options,
         )
 
     return _persist(

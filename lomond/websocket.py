@@ -20,6 +20,7 @@ from .protocol.frames import Opcode, checked_close, control_payload
 from .protocol.handshake import build_request, make_key, normalize_headers, validate_header
 from .protocol.mask import byte_view
 from .protocol.states import CLOSED_STATES, CLOSING_STATES
+from .protocol.streaming import PART_SIZE
 from .protocol.url import parse_url
 from .status import Status
 
@@ -57,6 +58,10 @@ class WebSocket:
             together; ``None`` waits forever.
         max_message_size: The largest message accepted, in bytes after decompression;
             ``None`` for no limit. Larger messages fail the connection (code 1009).
+            It bounds streamed messages too (``connect(stream=True)``).
+        stream_part_size: With ``connect(stream=True)``, the most bytes in one
+            ``BinaryPart`` or ``TextPart`` (default 256 KiB); memory while receiving
+            is bounded by it, not by the message size.
 
     Raises:
         ValueError: The URL is not a ``ws://``/``wss://`` URL with a host, a header is
@@ -80,12 +85,16 @@ class WebSocket:
         origin: str | None = None,
         connect_timeout: float | None = 30.0,
         max_message_size: int | None = 16 * 1024 * 1024,
+        stream_part_size: int = PART_SIZE,
     ) -> None:
         target = parse_url(url)
         if not isinstance(compress, (bool, Deflate)):
             raise TypeError("compress must be True, False or a lomond.compression.Deflate")
         check_seconds("connect_timeout", connect_timeout, least="more than 0")
         _check_size("max_message_size", max_message_size)
+        if stream_part_size is None:
+            raise TypeError("stream_part_size must be an int, not None")
+        _check_size("stream_part_size", stream_part_size)
 
         self.scheme = target.scheme
         self.host = target.host
@@ -104,6 +113,7 @@ class WebSocket:
         self.origin = origin
         self.connect_timeout = connect_timeout
         self.max_message_size = max_message_size
+        self.stream_part_size = stream_part_size
         self._headers = normalize_headers(headers)
         self._default_ssl_context: ssl.SSLContext | None = None
         self._session: WebsocketSession | None = None
@@ -154,8 +164,11 @@ class WebSocket:
             return self.compress
         return None
 
-    def _make_protocol(self) -> ClientProtocol:
-        """A fresh protocol for one connection: the request, the offer, the limits."""
+    def _make_protocol(self, stream: bool = False) -> ClientProtocol:
+        """A fresh protocol for one connection: the request, the offer, the limits.
+
+        ``stream``: data messages come as parts (``connect(stream=True)``).
+        """
         deflate = self._deflate()
         request = build_request(
             resource=self.resource,
@@ -175,6 +188,8 @@ class WebSocket:
             deflate=deflate,
             max_message_size=self.max_message_size,
             clock=time.time,
+            stream=stream,
+            part_size=self.stream_part_size,
         )
 
     def _make_connector(self) -> Connector:
@@ -307,6 +322,7 @@ class WebSocket:
         ping_timeout: float | None = None,
         auto_pong: bool = True,
         close_timeout: float | None = 30.0,
+        stream: bool = False,
     ) -> Generator[events.Event, None, None]:
         """Return a generator that connects and yields the connection's events.
 
@@ -319,6 +335,10 @@ class WebSocket:
             auto_pong: Answer pings automatically.
             close_timeout: Seconds to wait for the server to finish the closing
                 handshake after our close frame; ``None`` waits forever.
+            stream: Yield each data message as one or more
+                :class:`~lomond.events.BinaryPart` or :class:`~lomond.events.TextPart`
+                events, as its bytes arrive, instead of one ``Binary`` or ``Text``
+                (see the :doc:`/streaming` page).
 
         Raises:
             RuntimeError: A previous connection's loop is still running (from its
@@ -332,11 +352,12 @@ class WebSocket:
             ping_timeout=ping_timeout,
             auto_pong=auto_pong,
             close_timeout=close_timeout,
+            stream=stream,
         )
         self._check_not_running("connect")
         self.reset()
         session = self._session = session_class(
-            self._make_protocol(),
+            self._make_protocol(stream),
             self._make_connector(),
             url=self.url,
             connect_timeout=self.connect_timeout,

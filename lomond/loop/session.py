@@ -39,7 +39,9 @@ if TYPE_CHECKING:
     SelectorFactory = Callable[[], selectors.BaseSelector]
 
 # Events that need no logging and no action from the loop (unless tracing).
-_MESSAGE_EVENTS = frozenset({events.Text, events.Binary, events.Ping})
+_MESSAGE_EVENTS = frozenset(
+    {events.Text, events.Binary, events.Ping, events.TextPart, events.BinaryPart}
+)
 
 
 class WebsocketSession(Connection):

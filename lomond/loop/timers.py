@@ -39,6 +39,7 @@ def check_connect_arguments(
     ping_timeout: object,
     auto_pong: object,
     close_timeout: object,
+    stream: object = False,
 ) -> None:
     """Check the arguments of ``connect()`` (also taken by ``persist()``).
 
@@ -55,6 +56,8 @@ def check_connect_arguments(
     check_seconds("close_timeout", close_timeout)
     if not isinstance(auto_pong, int):  # bool is an int; 0 and 1 as in lomond 0.3
         raise TypeError(f"auto_pong must be True or False, not {auto_pong!r}")
+    if not isinstance(stream, bool):
+        raise TypeError(f"stream must be True or False, not {stream!r}")
 
 
 class Periodic:

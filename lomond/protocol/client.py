@@ -33,6 +33,7 @@ from .messages import MessageAssembler
 from .output import Outgoing
 from .receiving import Receiving
 from .states import SENDING, State, check_transition
+from .streaming import PART_SIZE, MessageStream
 
 TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
@@ -63,6 +64,9 @@ class ClientProtocol(Receiving):
             batches (:class:`lomond.protocol.mask.BufferedRandom`).
         clock: Gives the events' ``received_time``, read once per input; by default
             each event reads the clock of :mod:`lomond.events` itself.
+        stream: Stream mode: data messages come as ``BinaryPart`` and ``TextPart``
+            events as their bytes arrive (:mod:`lomond.protocol.streaming`).
+        part_size: In stream mode, the most bytes in one part.
     """
 
     def __init__(
@@ -76,6 +80,8 @@ class ClientProtocol(Receiving):
         auto_pong: bool = True,
         random_bytes: KeySource | None = None,
         clock: WallClock | None = None,
+        stream: bool = False,
+        part_size: int = PART_SIZE,
     ) -> None:
         self.key = key
         self.protocols = list(protocols)
@@ -108,7 +114,8 @@ class ClientProtocol(Receiving):
         self._outgoing.append(request)
         self._response = ResponseReader()
         self._reader = FrameReader(self._check_header)
-        self._message = MessageAssembler(max_message_size)
+        self._stream = MessageStream(max_message_size, part_size) if stream else None
+        self._message = self._stream or MessageAssembler(max_message_size)
 
     def __repr__(self) -> str:
         return f"<ClientProtocol {self.state.value}>"

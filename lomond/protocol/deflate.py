@@ -328,6 +328,39 @@ class PerMessageDeflate:
             self._decompressor = None
         return data
 
+    def inflate_step(
+        self, data: bytes | memoryview, max_length: int
+    ) -> tuple[bytes, bytes | memoryview, bool]:
+        """Inflate from ``data`` at most ``max_length`` bytes, in one zlib call.
+
+        The incremental inflate of streamed messages
+        (:mod:`lomond.protocol.streaming`): call again with what is left until it is
+        empty and the output is shorter than ``max_length`` (zlib may hold more).
+
+        Returns:
+            ``(output, what is left of data, whether a deflate stream ended)``.
+
+        Raises:
+            ProtocolError: ``data`` is not valid deflate data.
+        """
+        decompressor = self._decompressor
+        if decompressor is None:
+            decompressor = self._decompressor = zlib.decompressobj(-self._decompress_bits)
+        try:
+            output = decompressor.decompress(data, max_length)
+        except zlib.error as error:
+            raise ProtocolError(f"invalid compressed data ({error})") from None
+        if decompressor.eof:
+            # As in _inflate: what follows the end of a deflate stream starts a new one.
+            self._decompressor = None
+            return output, decompressor.unused_data, True
+        return output, decompressor.unconsumed_tail, False
+
+    def end_message(self) -> None:
+        """A streamed message was inflated to its end (no context takeover: forget it)."""
+        if self.server_no_context_takeover:
+            self._decompressor = None
+
     def _inflate(self, inputs: list[bytes | memoryview], limit: int | None, ends: int = 0) -> bytes:
         """Inflate ``inputs`` in turn, at most ``limit`` bytes (see :meth:`decompress`).
 

@@ -85,7 +85,11 @@ class FrameReader:
     @property
     def mid_frame(self) -> bool:
         """Whether the stream stops inside a frame (part of a frame was fed)."""
-        return len(self._buffer) > self._position or 0 < self._skip_remaining < _FOREVER
+        return (
+            len(self._buffer) > self._position
+            or self._header is not None
+            or 0 < self._skip_remaining < _FOREVER
+        )
 
     def pending_header(self) -> FrameHeader | None:
         """The header of the frame whose payload is still arriving, if any."""
@@ -101,6 +105,26 @@ class FrameReader:
             return memoryview(b"")
         end = min(len(self._buffer), self._payload_start + self._header.length)
         return memoryview(self._buffer)[self._payload_start : end]
+
+    def take_pending(self) -> bytes:
+        """Take what has arrived of the incomplete frame's payload (stream mode).
+
+        The frame stays pending with the rest of its payload: its header's ``length``
+        becomes what remains, and :meth:`next_frame` returns only the rest. Only for
+        unmasked frames, as :meth:`pending_payload`.
+        """
+        header = self._header
+        if header is None:
+            return b""
+        start = self._payload_start
+        end = min(len(self._buffer), start + header.length)
+        if end == start:
+            return b""
+        with memoryview(self._buffer) as view:
+            payload = view[start:end].tobytes()
+        header.length -= end - start
+        self._payload_start = self._position = end
+        return payload
 
     def skip_pending(self) -> None:
         """Drop the frame whose payload is still arriving: what remains of it is skipped."""

@@ -28,6 +28,7 @@ from .handshake import RejectedHead, ResponseReader, accept_extensions, check_re
 from .messages import MessageAssembler, whole_messages, wire_limit
 from .output import Outgoing
 from .states import READING, State
+from .streaming import MessageStream
 
 TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ class Receiving:
     _response: ResponseReader
     _reader: FrameReader
     _message: MessageAssembler
+    _stream: MessageStream | None
     _deferred_error: ProtocolError | None
     _input_waits: bool
     _send_failure: str | None
@@ -188,7 +190,10 @@ class Receiving:
             return  # Input waits until the application has seen the earlier events.
         while True:
             try:
-                self._read_frames(reader)
+                if self._stream is None:
+                    self._read_frames(reader)
+                else:
+                    self._stream_frames(reader, self._stream)
                 reader.release()
                 return
             except ProtocolError as error:
@@ -226,6 +231,44 @@ class Receiving:
         if pending is not None and self.state is not State.FAILING:
             with reader.pending_payload() as available:
                 self._message.probe(pending, available)
+
+    def _stream_frames(self, reader: FrameReader, stream: MessageStream) -> None:
+        """Stream mode's :meth:`_read_frames`: data frames become parts as they arrive.
+
+        The payload of a data frame still arriving is taken as it comes
+        (:mod:`lomond.protocol.streaming`), and a compressed message inflates about
+        one part per batch: the input waits meanwhile.
+        """
+        now = self._now()
+        events = self._events
+        append = events.append
+        compression = self.compression
+        if stream.inflating:
+            stream.resume(compression, now, append)
+        while True:
+            if stream.inflating or len(events) >= EVENTS_PER_BATCH:
+                self._input_waits = True  # the rest waits for the next batch
+                return
+            frame = reader.next_frame()
+            if frame is None:
+                break
+            header, payload = frame
+            if is_control(header.opcode):
+                self._on_control_frame(header.opcode, payload, now)
+            elif self.state is not State.FAILING:
+                stream.add(header, payload, True, compression, now, append)
+            if self.state not in READING:
+                return  # After the server's close frame nothing else is read.
+        pending = reader.pending_header()
+        if (
+            pending is not None
+            and self.state is not State.FAILING
+            and not is_control(pending.opcode)
+        ):
+            payload = reader.take_pending()
+            if payload:
+                stream.add(pending, payload, False, compression, now, append)
+                self._input_waits = stream.inflating
 
     def _read_whole_messages(self, reader: FrameReader, now: float | None, room: int) -> None:
         """The fast path of the receive benchmarks (``recv_text``, ``recv_deflate``):
