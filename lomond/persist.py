@@ -17,7 +17,7 @@ from .loop.timers import check_connect_arguments
 
 TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
-    from typing import Callable, Generator
+    from typing import Any, Callable, Generator
 
     from .websocket import WebSocket
 
@@ -201,7 +201,7 @@ def persist(
 
     # Passed only when set, so that a WebSocket subclass whose connect() predates
     # streaming still works.
-    options = {"stream": True} if stream else {}
+    options: dict[str, Any] = {"stream": True} if stream else {}
 
     def connect() -> Generator[events.Event, None, None]:
         return websocket.connect(

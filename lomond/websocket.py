@@ -11,6 +11,7 @@ from .compression import Deflate
 from .constants import USER_AGENT
 from .errors import WebSocketUnavailable
 from .loop.session import WebsocketSession
+from .loop.streaming import STREAM_THRESHOLD, binary_pieces, text_pieces
 from .loop.timers import check_connect_arguments, check_seconds
 from .loop.trace import Tracer
 from .network.connector import Connector
@@ -27,7 +28,7 @@ from .status import Status
 TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
     import ssl
-    from typing import Any, Generator, Sequence
+    from typing import Any, BinaryIO, Generator, Iterable, Iterator, Sequence
 
     from .loop.trace import TraceCallable
     from .protocol.handshake import HeadersArgument
@@ -407,36 +408,78 @@ class WebSocket:
             raise WebSocketUnavailable("not connected: call connect() first")
         return session
 
-    def send_text(self, text: str, compress: bool = True) -> None:
-        """Send a text message.
+    def send_text(self, text: str | Iterable[str], compress: bool = True) -> None:
+        """Send a text message: a ``str``, or an iterable of ``str`` streamed as one message.
+
+        An iterable is sent in fragments as it is iterated, with memory bounded by a
+        few pieces (see the :doc:`/streaming` page); if iterating it raises, the
+        connection is closed with code 1011 and the exception propagates.
 
         Raises:
-            TypeError: ``text`` is not a ``str``.
+            TypeError: ``text`` is neither a ``str`` nor an iterable of ``str``.
             WebSocketUnavailable: Not connected (or closing, or closed).
             TransportFail: The socket failed.
         """
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, not {type(text).__name__}")
-        session = self._connected_session()
-        payload = text.encode("utf-8")
-        compressed = session.send(lambda p: p.send_message(Opcode.TEXT, payload, compress))
-        self._trace("send_text", length=len(text), compressed=compressed)
+        if isinstance(text, str):
+            session = self._connected_session()
+            payload = text.encode("utf-8")
+            compressed = session.send(lambda p: p.send_message(Opcode.TEXT, payload, compress))
+            self._trace("send_text", length=len(text), compressed=compressed)
+            return
+        pieces = text_pieces(text)
+        self._send_stream("send_text", Opcode.TEXT, pieces, compress)
 
-    def send_binary(self, data: bytes | bytearray | memoryview, compress: bool = True) -> None:
-        """Send a binary message from any bytes-like object.
+    def send_binary(
+        self, data: bytes | bytearray | memoryview | BinaryIO | Iterable[Any], compress: bool = True
+    ) -> None:
+        """Send a binary message: bytes-like, or streamed from a file or an iterable.
+
+        A binary file object (anything with ``readinto`` or ``read``) or an iterable
+        of bytes-like chunks is sent as one message, in fragments, as it is read,
+        with memory bounded by a few pieces (see the :doc:`/streaming` page); if
+        reading it raises, the connection is closed with code 1011 and the exception
+        propagates. A bytes-like object over 4 MiB is sent in fragments as well,
+        without a masked copy of the whole.
 
         Raises:
-            TypeError: ``data`` is not bytes-like.
+            TypeError: ``data`` is a ``str``, a text file, or neither bytes-like, a
+                binary file nor an iterable of bytes-like chunks.
             WebSocketUnavailable: Not connected (or closing, or closed).
             TransportFail: The socket failed.
         """
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            # Not copied: the frame is built (masked, or compressed) before this returns.
+            payload = data if type(data) is bytes else byte_view(data)
+            if len(payload) > STREAM_THRESHOLD:
+                pieces = binary_pieces([payload])
+                self._send_stream("send_binary", Opcode.BINARY, pieces, compress)
+                return
+            session = self._connected_session()
+            compressed = session.send(lambda p: p.send_message(Opcode.BINARY, payload, compress))
+            self._trace("send_binary", length=len(payload), compressed=compressed)
+            return
+        pieces = binary_pieces(data)
+        self._send_stream("send_binary", Opcode.BINARY, pieces, compress)
+
+    def _send_stream(
+        self,
+        stage: str,
+        opcode: Opcode,
+        pieces: Iterator[bytes | bytearray | memoryview],
+        compress: bool,
+    ) -> None:
+        """Send one message from ``pieces``, in fragments (:mod:`lomond.loop.streaming`)."""
         session = self._connected_session()
-        # Not copied: the frame is built (masked, or compressed) before this returns.
-        payload = data if type(data) is bytes else byte_view(data)
-        compressed = session.send(lambda p: p.send_message(Opcode.BINARY, payload, compress))
-        self._trace("send_binary", length=len(payload), compressed=compressed)
+        length = 0
+
+        def counted() -> Iterator[bytes | bytearray | memoryview]:
+            nonlocal length
+            for piece in pieces:
+                length += len(piece)
+                yield piece
+
+        compressed = session.send_stream(opcode, counted(), compress)
+        self._trace(stage, length=length, compressed=compressed, streamed=True)
 
     def send_json(self, _obj: Any = _UNSET, **kwargs: Any) -> None:
         """Send ``_obj`` (or the keyword arguments as an object) as JSON text.

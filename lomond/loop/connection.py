@@ -34,6 +34,7 @@ from ..network.sockets import shutdown
 from ..protocol import ClientProtocol, State
 from ..protocol.states import CLOSE_QUEUED
 from .reader import Reader
+from .streaming import StreamSending
 from .timers import Timers
 from .trace import Tracer
 from .writer import Writer
@@ -57,7 +58,7 @@ GATHER_AFTER = 8
 GATHER_LIMIT = 64 * 1024
 
 
-class Connection:
+class Connection(StreamSending):
     """One connection: a protocol, the way to open its socket, and the calls on it.
 
     Args:
@@ -100,6 +101,9 @@ class Connection:
         self._start_time = clock()
         self._close_sent_at: float | None = None
         self._connect_deadline: Deadline | None = None
+        # The thread sending a message in fragments, if any (lomond.loop.streaming).
+        self._stream_owner: int | None = None
+        self._stream_done = threading.Condition(self._lock)
         #: Whether the loop of this connection runs (started and not finished).
         self.running = False
 
@@ -152,6 +156,8 @@ class Connection:
         in_loop = threading.get_ident() == self._loop_thread
         writer = self._writer
         with self._lock:
+            if self._stream_owner is not None and not in_loop:
+                self._wait_for_stream_locked(threading.get_ident())
             result = action(self.protocol)
             self._write_locked(in_loop)
             failure = writer.error

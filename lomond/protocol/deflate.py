@@ -300,6 +300,29 @@ class PerMessageDeflate:
             return data[:-4]
         return data  # pragma: no cover - Z_SYNC_FLUSH always ends with the tail
 
+    def compress_fragment(self, payload: bytes | bytearray | memoryview, final: bool) -> bytes:
+        """Compress the next piece of a message sent in fragments, flushed.
+
+        The output ends with the 4-byte marker of the flush (``00 00 ff ff``) unless
+        ``final``, when the message ends here and the marker is stripped as in
+        :meth:`compress`. See :mod:`lomond.protocol.fragments`.
+        """
+        compressor = self._compressor
+        if compressor is None:
+            compressor = self._compressor = zlib.compressobj(
+                self.level, zlib.DEFLATED, -self._compress_bits, self.mem_level
+            )
+        data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        if final:
+            self.end_compressed_message()
+            return data[:-4]
+        return data
+
+    def end_compressed_message(self) -> None:
+        """A message sent in fragments ended (no context takeover: forget it)."""
+        if self.client_no_context_takeover:
+            self._compressor = None
+
     def decompress(self, payload: bytes, limit: int | None, final: bool) -> bytes:
         """Inflate one frame's payload of a compressed message.
 
