@@ -6,7 +6,8 @@
 arriving, so that memory is bounded by the part size and the size of one read, not
 by the size of the message.
 
-* A part holds at most ``part_size`` bytes (text: at most that many bytes of UTF-8).
+* A part holds at most ``part_size`` bytes (text: that many bytes of UTF-8, plus the
+  up to 3 bytes of a character carried from the part before).
 * Text is decoded incrementally: a part holds whole characters, a character split
   across frames or reads is carried to the next part, and invalid UTF-8 fails the
   connection (close code 1007) as soon as it is seen.
