@@ -126,6 +126,29 @@ class FrameReader:
         self._payload_start = self._position = end
         return payload
 
+    def take_input(self, data: bytes) -> tuple[FrameHeader | None, bytes]:
+        """Take the next bytes of the incomplete frame's payload straight from ``data``.
+
+        Stream mode, before :meth:`feed`: when everything that arrived of the frame's
+        payload was taken (:meth:`take_pending`), the leading bytes of ``data`` that
+        belong to it are taken without being buffered; feed the rest of ``data``.
+
+        Returns:
+            The frame's header (its ``length`` now what remains: ``0`` when this
+            completes the frame, which is then no longer pending) and the bytes
+            taken, or ``(None, b"")`` when nothing can be taken so.
+        """
+        header = self._header
+        if header is None or len(self._buffer) != self._payload_start or not data:
+            return None, b""
+        count = min(len(data), header.length)
+        piece = bytes(data[:count])
+        header.length -= count
+        if not header.length:
+            self._header = None
+            self._position = self._payload_start
+        return header, piece
+
     def skip_pending(self) -> None:
         """Drop the frame whose payload is still arriving: what remains of it is skipped."""
         header, self._header = self._header, None

@@ -185,15 +185,24 @@ class Receiving:
 
     def _receive_frames(self, data: bytes) -> None:
         reader = self._reader
-        reader.feed(data)
-        if self._deferred_error is not None or self._input_waits:
+        stream = self._stream
+        waits = self._deferred_error is not None or self._input_waits
+        # Stream mode takes the payload of a frame that is arriving straight from the
+        # input (see _stream_input); everything else goes through the reader.
+        direct = stream is not None and not waits and self.state is not State.FAILING
+        if not direct:
+            reader.feed(data)
+        if waits:
             return  # Input waits until the application has seen the earlier events.
         while True:
             try:
-                if self._stream is None:
+                if stream is None:
                     self._read_frames(reader)
                 else:
-                    self._stream_frames(reader, self._stream)
+                    if direct:
+                        direct = False
+                        self._stream_input(reader, stream, data)
+                    self._stream_frames(reader, stream)
                 reader.release()
                 return
             except ProtocolError as error:
@@ -231,6 +240,30 @@ class Receiving:
         if pending is not None and self.state is not State.FAILING:
             with reader.pending_payload() as available:
                 self._message.probe(pending, available)
+
+    def _stream_input(self, reader: FrameReader, stream: MessageStream, data: bytes) -> None:
+        """Feed ``data``; the bytes of it that continue a frame's payload become parts
+        at once, never buffered by the reader.
+
+        The stream receive path: a large frame arrives as a run of reads that are all
+        payload, and each read is copied once, into its part. Through the reader's
+        buffer, each read cost a second copy and an allocation of its size.
+        """
+        pending = reader.pending_header()
+        if pending is None or is_control(pending.opcode):
+            reader.feed(data)
+            return
+        header, piece = reader.take_input(data)
+        reader.feed(data[len(piece) :] if piece else data)
+        if header is not None and piece:
+            stream.add(
+                header,
+                piece,
+                header.length == 0,
+                self.compression,
+                self._now(),
+                self._events.append,
+            )
 
     def _stream_frames(self, reader: FrameReader, stream: MessageStream) -> None:
         """Stream mode's :meth:`_read_frames`: data frames become parts as they arrive.

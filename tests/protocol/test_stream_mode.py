@@ -108,9 +108,9 @@ class TestParts:
     def test_text_fed_in_any_cuts_comes_in_whole_characters(self, text: str, data: Any) -> None:
         encoded = text.encode("utf-8")
         middle = data.draw(st.integers(0, len(encoded)))
-        stream = frame(Opcode.TEXT, encoded[:middle], fin=False) + frame(
-            Opcode.CONTINUATION, encoded[middle:]
-        )
+        stream = frame(Opcode.TEXT, encoded[:middle], fin=False)
+        stream += frame(Opcode.PING, b"!") + frame(Opcode.CONTINUATION, encoded[middle:])
+        stream += frame(Opcode.PING, b"?")
         cuts = sorted(data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=8)))
         protocol = opened(part_size=7)
         parts: list[Event] = []
@@ -119,6 +119,8 @@ class TestParts:
             protocol.receive_data(stream[start:cut])
             parts.extend(drain(protocol))
             start = cut
+        assert [e.data for e in parts if e.name == "ping"] == [b"!", b"?"]  # type: ignore[attr-defined]
+        parts = [e for e in parts if e.name != "ping"]
         assert all(isinstance(part, TextPart) for part in parts)
         assert "".join(part.text for part in parts) == text  # type: ignore[attr-defined]
         assert [part.final for part in parts].count(True) == 1  # type: ignore[attr-defined]
