@@ -332,8 +332,10 @@ def main() -> None:
     size = arguments.size * MiB
     big = [name for name in arguments.only if name in BIG]
     if big:
-        print(f"| scenario ({arguments.size:,} MiB, one message) | seconds | MB/s | "
-              "peak RSS (VmHWM) | above the start |")
+        print(
+            f"| scenario ({arguments.size:,} MiB, one message) | seconds | MB/s | "
+            "peak RSS (VmHWM) | above the start |"
+        )
         print("|---|---|---|---|---|")
         for scenario in big:
             seconds, peak, baseline = run_big(scenario, size)
