@@ -504,7 +504,7 @@ class WebSocket:
             ValueError: ``data`` is longer than 125 bytes.
         """
         payload = control_payload("ping", data)
-        self._connected_session().send(lambda p: p.send_ping(payload))
+        self._connected_session().send(lambda p: p.send_ping(payload), message=False)
         self._trace("send_ping", length=len(payload))
 
     def send_pong(self, data: bytes) -> None:
@@ -515,7 +515,7 @@ class WebSocket:
             ValueError: ``data`` is longer than 125 bytes.
         """
         payload = control_payload("pong", data)
-        self._connected_session().send(lambda p: p.send_pong(payload))
+        self._connected_session().send(lambda p: p.send_pong(payload), message=False)
         self._trace("send_pong", length=len(payload))
 
     def close(self, code: int = Status.NORMAL, reason: str | bytes = "goodbye") -> None:

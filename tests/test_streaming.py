@@ -785,6 +785,41 @@ class TestSend:
         assert total == 4 * 64 * len(block)
         assert names(collected)[-2:] == ["closed", "disconnected"]
 
+    def test_a_ping_from_another_thread_goes_between_fragments(self) -> None:
+        log = FrameLog(keep_payloads=True)
+        pinged = threading.Event()
+
+        def stream() -> Iterator[bytes]:
+            yield b"a" * 100
+            pinged.wait(5)
+            yield b"b" * 100
+
+        with raw_server(log) as url:
+            ws = WebSocket(url)
+
+            def ping() -> None:
+                time.sleep(0.05)
+                ws.send_ping(b"between")
+                pinged.set()
+
+            def on_ready(event: Any) -> None:
+                if event.name == "ready":
+                    with started(ping):
+                        ws.send_binary(stream())
+                    ws.close()
+
+            run(ws, on_ready)
+        frames = log.report.get("frames")
+        payloads = log.report.get("payloads")
+        sequence = [(first & 0x0F, bool(first & 0x80)) for first, _ in frames]
+        assert sequence[:4] == [
+            (OP_BINARY, False),
+            (OP_PING, True),
+            (OP_CONTINUATION, False),
+            (OP_CONTINUATION, True),
+        ]
+        assert payloads[1] == b"between"
+
     def test_close_between_fragments(self) -> None:
         log = FrameLog()
         raised: list[BaseException] = []

@@ -14,6 +14,9 @@ waits); sends from the loop body are therefore only bounded by the memory they
 occupy. How output waits, and what a failed write does, is in
 :mod:`lomond.loop.writer`; how the socket is read, in :mod:`lomond.loop.reader`.
 
+Messages streamed from a file or an iterable (in fragments, with bounded memory)
+are sent by :mod:`lomond.loop.streaming`.
+
 Speed: frames sent from the loop body after the first 8 (for one event) gather and
 go out in one write when the application asks for the next event (see
 :meth:`Connection.call`).
@@ -146,8 +149,11 @@ class Connection(StreamSending):
         self._after_locked(in_loop)
         return result
 
-    def send(self, action: Callable[[ClientProtocol], T]) -> T:
+    def send(self, action: Callable[[ClientProtocol], T], message: bool = True) -> T:
         """:meth:`call` for data: a failed write raises, and other threads wait for room.
+
+        A data ``message`` from another thread than the loop's also waits while a
+        message streams (:mod:`lomond.loop.streaming`); a ping or pong does not.
 
         Raises:
             TransportFail: The socket failed while writing, now or before.
@@ -156,7 +162,7 @@ class Connection(StreamSending):
         in_loop = threading.get_ident() == self._loop_thread
         writer = self._writer
         with self._lock:
-            if self._stream_owner is not None and not in_loop:
+            if self._stream_owner is not None and message and not in_loop:
                 self._wait_for_stream_locked(threading.get_ident())
             result = action(self.protocol)
             self._write_locked(in_loop)
