@@ -438,8 +438,8 @@ class WebSocket:
         of bytes-like chunks is sent as one message, in fragments, as it is read,
         with memory bounded by a few pieces (see the :doc:`/streaming` page); if
         reading it raises, the connection is closed with code 1011 and the exception
-        propagates. A bytes-like object over 4 MiB is sent in fragments as well,
-        without a masked copy of the whole.
+        propagates. A bytes-like object over 4 MiB sent from a thread other than
+        the loop's is sent in fragments as well, without a masked copy of the whole.
 
         Raises:
             TypeError: ``data`` is a ``str``, a text file, or neither bytes-like, a
@@ -450,11 +450,12 @@ class WebSocket:
         if isinstance(data, (bytes, bytearray, memoryview)):
             # Not copied: the frame is built (masked, or compressed) before this returns.
             payload = data if type(data) is bytes else byte_view(data)
-            if len(payload) > STREAM_THRESHOLD:
+            session = self._connected_session()
+            if len(payload) > STREAM_THRESHOLD and not session.in_loop_thread:
+                # Another thread may wait: in fragments, with no copy of the whole.
                 pieces = binary_pieces([payload])
                 self._send_stream("send_binary", Opcode.BINARY, pieces, compress)
                 return
-            session = self._connected_session()
             compressed = session.send(lambda p: p.send_message(Opcode.BINARY, payload, compress))
             self._trace("send_binary", length=len(payload), compressed=compressed)
             return

@@ -534,17 +534,20 @@ class TestSend:
         # zlib's compressor state (about 300 KiB at mem_level 5) comes on top.
         assert measured.peak < 5 * MiB, measured.peak
 
-    def test_a_large_bytes_object_is_not_copied_whole(self) -> None:
+    def test_a_large_bytes_object_from_a_thread_is_not_copied_whole(self) -> None:
         size = 48 * MiB
         data = bytearray(size)
         log = FrameLog()
         with raw_server(log) as url:
             ws = WebSocket(url)
 
+            def send() -> None:
+                ws.send_binary(data)
+                ws.close()
+
             def on_ready(event: Any) -> None:
                 if event.name == "ready":
-                    ws.send_binary(data)
-                    ws.close()
+                    threading.Thread(target=send, daemon=True).start()
 
             measured = Measured()
             measured.run(ws, on_ready)

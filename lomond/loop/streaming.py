@@ -46,8 +46,9 @@ STREAM_HIGH_WATER = 1024 * 1024
 #: a time; larger chunks are cut). A bytes-like object larger than
 #: :data:`STREAM_THRESHOLD` is sent as a stream of such fragments too.
 PIECE_SIZE = 256 * 1024
-#: ``send_binary`` of a bytes-like object longer than this sends it in fragments,
-#: without a masked copy of the whole.
+#: ``send_binary`` of a bytes-like object longer than this, from a thread other than
+#: the loop's, sends it in fragments, without a masked copy of the whole. (The loop's
+#: thread never waits for room, so it queues the message as one frame.)
 STREAM_THRESHOLD = 4 * 1024 * 1024
 
 
@@ -72,6 +73,11 @@ class StreamSending:
         def _emit_traces(self) -> None: ...
 
         def _read(self) -> bool: ...
+
+    @property
+    def in_loop_thread(self) -> bool:
+        """Whether the calling thread is the loop's (which never waits for room)."""
+        return threading.get_ident() == self._loop_thread
 
     def send_stream(self, opcode: Opcode, pieces: Iterable[Piece], compress: bool) -> bool:
         """Send one message, each of ``pieces`` as a fragment, then an empty final one.

@@ -351,6 +351,14 @@ class PerMessageDeflate:
             self._decompressor = None
         return data
 
+    def inflate_inputs(self, payload: bytes, final: bool) -> list[bytes | memoryview]:
+        """What :meth:`inflate_step` is to be given for a piece of a compressed message:
+        the payload in slices (see ``_slices``), and the tail when ``final``."""
+        inputs = _slices(payload)
+        if final:
+            inputs.append(_TAIL)
+        return inputs
+
     def inflate_step(
         self, data: bytes | memoryview, max_length: int
     ) -> tuple[bytes, bytes | memoryview, bool]:

@@ -22,7 +22,7 @@ import codecs
 
 from .. import events
 from ..errors import PayloadTooLarge
-from .deflate import _TAIL, MAX_STREAMS_PER_FRAME, _slices
+from .deflate import MAX_STREAMS_PER_FRAME
 from .frames import RSV1, Opcode, invalid_utf8
 from .messages import MAX_FRAGMENTS, MessageAssembler
 
@@ -118,10 +118,9 @@ class MessageStream(MessageAssembler):
         self._in_frame = not frame_done
         final = frame_done and header.fin
         if self.compressed:
-            self._inputs.extend(_slices(payload))
-            if final:
-                self._inputs.append(_TAIL)
-                self._final = True
+            assert compression is not None  # RSV1 is refused unless negotiated
+            self._inputs.extend(compression.inflate_inputs(payload, final))
+            self._final = final
             self.resume(compression, received_time, append)
             return
         self.size += len(payload)
