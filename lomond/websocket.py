@@ -93,8 +93,10 @@ class WebSocket:
             raise TypeError("compress must be True, False or a lomond.compression.Deflate")
         check_seconds("connect_timeout", connect_timeout, least="more than 0")
         _check_size("max_message_size", max_message_size)
-        if stream_part_size is None:
-            raise TypeError("stream_part_size must be an int, not None")
+        if isinstance(stream_part_size, bool) or not isinstance(stream_part_size, int):
+            raise TypeError(
+                f"stream_part_size must be an int, not {type(stream_part_size).__name__}"
+            )
         _check_size("stream_part_size", stream_part_size)
 
         self.scheme = target.scheme
