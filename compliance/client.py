@@ -103,6 +103,7 @@ def run_session(
     poll: float,
     close_timeout: float,
     session_timeout: float,
+    stream: bool = False,
 ) -> Outcome:
     """Connect to ``url + resource`` and drive the event loop to its end.
 
@@ -111,6 +112,10 @@ def run_session(
     ``session_timeout`` seconds the client calls ``close()``; if the loop still
     runs ``close_timeout + 5`` seconds later it is abandoned (leaving the loop
     closes the socket).
+
+    With ``stream``, messages are received as parts (``connect(stream=True)``) and
+    each is echoed, once its last part came, as a streamed send of its parts (one
+    fragment each).
     """
     outcome = Outcome(resource=resource)
     started = time.monotonic()
@@ -118,10 +123,25 @@ def run_session(
     abandon_at: float | None = None
     try:
         websocket = WebSocket(url + resource, compress=compress)
-        events = websocket.connect(poll=poll, ping_rate=0, close_timeout=close_timeout)
+        options = {"stream": True} if stream else {}
+        events = websocket.connect(poll=poll, ping_rate=0, close_timeout=close_timeout, **options)
+        parts: list[Any] = []
         for event in events:
             name = getattr(event, "name", "?")
-            if name == "text":
+            if name in ("text_part", "binary_part"):
+                parts.append(event.text if name == "text_part" else event.data)
+                if event.final:
+                    if not echo:
+                        if name == "text_part":
+                            outcome.received_texts.append("".join(parts))
+                    elif name == "text_part":
+                        outcome.texts += 1
+                        send(outcome, websocket.send_text, parts)
+                    else:
+                        outcome.binaries += 1
+                        send(outcome, websocket.send_binary, parts)
+                    parts = []
+            elif name == "text":
                 if echo:
                     outcome.texts += 1
                     send(outcome, websocket.send_text, event.text)
@@ -208,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         default=30.0,
         help="timeout for getCaseCount/getCaseInfo/updateReports (s)",
     )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="receive messages as parts (connect(stream=True)) and echo them streamed",
+    )
     parser.add_argument("--log", help="write one JSON line per case to this file")
     options = parser.parse_args(argv)
     url = options.url.rstrip("/")
@@ -218,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         print("could not get the case count from the fuzzingserver", file=sys.stderr)
         return 2
     case_count = int(json.loads(count_text))
-    print(f"{case_count} cases, compress={options.compress}", flush=True)
+    print(f"{case_count} cases, compress={options.compress}, stream={options.stream}", flush=True)
 
     log = open(options.log, "w", encoding="utf-8") if options.log else None  # noqa: SIM115
     try:
@@ -233,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                 poll=options.poll,
                 close_timeout=options.close_timeout,
                 session_timeout=options.case_timeout,
+                stream=options.stream,
             )
             print(f"[{number}/{case_count}] {case_id}: {outcome.summary()}", flush=True)
             record = asdict(outcome)

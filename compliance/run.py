@@ -425,6 +425,8 @@ def run_client(
     ]
     if not options.compress:
         command.append("--no-compress")
+    if options.stream:
+        command.append("--stream")
     env = dict(os.environ)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # leave the working tree as it is
     env["PYTHONPATH"] = os.pathsep.join(
@@ -778,6 +780,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         dest="compress",
         action="store_false",
         help="do not offer permessage-deflate (12.*/13.* become UNIMPLEMENTED, not failures)",
+    )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="the client receives parts (connect(stream=True)) and echoes them streamed",
     )
     parser.add_argument("--markdown", action="store_true", help="print markdown")
     parser.add_argument(

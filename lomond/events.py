@@ -399,6 +399,53 @@ class Binary(Event):
         return f"{type(self).__name__}(data={_summarize_bytes(self.data)})"
 
 
+class BinaryPart(Event):
+    """A piece of a binary message, with ``connect(stream=True)``.
+
+    A streamed message arrives as one or more parts, in order, as its bytes arrive;
+    the last has ``final`` set. See the :doc:`/streaming` page.
+
+    Attributes:
+        data (bytes): The part's bytes (possibly empty in the final part).
+        final (bool): Whether this part ends the message.
+    """
+
+    __slots__ = ("data", "final")
+    name = "binary_part"
+
+    def __init__(self, data: bytes, final: bool, received_time: float | None = None) -> None:
+        self.data = data
+        self.final = final
+        self.received_time = _now() if received_time is None else received_time  # as in Text
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(data={_summarize_bytes(self.data)}, final={self.final!r})"
+
+
+class TextPart(Event):
+    """A piece of a text message, with ``connect(stream=True)``.
+
+    A streamed message arrives as one or more parts, in order, as its bytes arrive;
+    the last has ``final`` set. A part always holds whole characters: a character
+    whose bytes are split between frames or reads comes whole in a later part.
+
+    Attributes:
+        text (str): The part's text (possibly empty in the final part).
+        final (bool): Whether this part ends the message.
+    """
+
+    __slots__ = ("text", "final")
+    name = "text_part"
+
+    def __init__(self, text: str, final: bool, received_time: float | None = None) -> None:
+        self.text = text
+        self.final = final
+        self.received_time = _now() if received_time is None else received_time  # as in Text
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(text={_summarize_text(self.text)}, final={self.final!r})"
+
+
 class BackOff(Event):
     """Yielded by :func:`~lomond.persist.persist` before waiting ``delay`` seconds.
 

@@ -145,6 +145,7 @@ def persist(
     *,
     close_timeout: float | None = 30.0,
     auto_pong: bool = True,
+    stream: bool = False,
     backoff: BackoffCallable | None = None,
     data_resets_ping_timeout: bool = False,
 ) -> Generator[events.Event, None, None]:
@@ -173,6 +174,7 @@ def persist(
         respect_retry_after: Use a rejection's ``Retry-After`` header as the delay.
         close_timeout: Passed to ``connect()``.
         auto_pong: Passed to ``connect()``.
+        stream: Passed to ``connect()``: data messages come as parts.
         backoff: Gives the delay for ``retries`` instead of the formula above
             (default: :func:`exponential_backoff` of ``min_wait`` and ``max_wait``);
             for tests, or another schedule. ``Retry-After`` still replaces it.
@@ -192,15 +194,18 @@ def persist(
         auto_pong=auto_pong,
         close_timeout=close_timeout,
         data_resets_ping_timeout=data_resets_ping_timeout,
+        stream=stream,
     )
     check_waits(min_wait, max_wait)
 
     def connect() -> Generator[events.Event, None, None]:
+        # Passed only when set: a WebSocket subclass written for lomond 0.3.x may
+        # have a connect() that does not know them.
         options: dict[str, Any] = {}
         if data_resets_ping_timeout:
-            # Passed only when set: a WebSocket subclass written for lomond 0.3.x may
-            # have a connect() that does not know it.
             options["data_resets_ping_timeout"] = True
+        if stream:
+            options["stream"] = True
         return websocket.connect(
             poll=poll,
             ping_rate=ping_rate,

@@ -11,6 +11,7 @@ from .compression import Deflate
 from .constants import USER_AGENT
 from .errors import WebSocketUnavailable
 from .loop.session import WebsocketSession
+from .loop.streaming import STREAM_THRESHOLD, binary_pieces, text_pieces
 from .loop.timers import check_connect_arguments, check_seconds
 from .loop.trace import Tracer
 from .network.connector import Connector
@@ -21,13 +22,14 @@ from .protocol.handshake import build_request, make_key, normalize_headers, vali
 from .protocol.mask import byte_view
 from .protocol.redirect import Redirects
 from .protocol.states import CLOSED_STATES, CLOSING_STATES
+from .protocol.streaming import PART_SIZE
 from .protocol.url import parse_url
 from .status import Status
 
 TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
     import ssl
-    from typing import Any, Callable, Generator, Sequence
+    from typing import Any, BinaryIO, Callable, Generator, Iterable, Iterator, Sequence
 
     from .loop.connection import NextHop
     from .loop.trace import TraceCallable
@@ -61,9 +63,13 @@ class WebSocket:
             together; ``None`` waits forever.
         max_message_size: The largest message accepted, in bytes after decompression;
             ``None`` for no limit. Larger messages fail the connection (code 1009).
+            It bounds streamed messages too (``connect(stream=True)``).
         max_redirects: How many redirects (``301``, ``302``, ``303``, ``307``,
             ``308``) of the upgrade request to follow; ``0`` follows none (the
             redirect is ``Rejected``). See :ref:`redirects`.
+        stream_part_size: With ``connect(stream=True)``, the most bytes in one
+            ``BinaryPart`` or ``TextPart`` (default 256 KiB); memory while receiving
+            is bounded by it, not by the message size.
 
     Raises:
         ValueError: The URL is not a ``ws://``/``wss://`` URL with a host, a header is
@@ -88,6 +94,7 @@ class WebSocket:
         connect_timeout: float | None = 30.0,
         max_message_size: int | None = 16 * 1024 * 1024,
         max_redirects: int = 10,
+        stream_part_size: int = PART_SIZE,
     ) -> None:
         target = parse_url(url)
         if not isinstance(compress, (bool, Deflate)):
@@ -95,6 +102,7 @@ class WebSocket:
         check_seconds("connect_timeout", connect_timeout, least="more than 0")
         _check_size("max_message_size", max_message_size)
         _check_count("max_redirects", max_redirects)
+        _check_size("stream_part_size", stream_part_size, optional=False)
 
         self.scheme = target.scheme
         self.host = target.host
@@ -114,6 +122,7 @@ class WebSocket:
         self.connect_timeout = connect_timeout
         self.max_message_size = max_message_size
         self.max_redirects = max_redirects
+        self.stream_part_size = stream_part_size
         self._headers = normalize_headers(headers)
         self._default_ssl_context: ssl.SSLContext | None = None
         self._session: WebsocketSession | None = None
@@ -165,12 +174,17 @@ class WebSocket:
         return None
 
     def _make_protocol(
-        self, target: Target | None = None, headers: HeaderList | None = None
+        self,
+        target: Target | None = None,
+        headers: HeaderList | None = None,
+        *,
+        stream: bool = False,
     ) -> ClientProtocol:
         """A fresh protocol for one connection: the request, the offer, the limits.
 
         ``target`` and ``headers`` are those of a redirect (by default, the
-        WebSocket's URL and headers).
+        WebSocket's URL and headers). ``stream``: data messages come as parts
+        (``connect(stream=True)``).
         """
         if target is None:
             target = self._target
@@ -193,6 +207,8 @@ class WebSocket:
             deflate=deflate,
             max_message_size=self.max_message_size,
             clock=time.time,
+            stream=stream,
+            part_size=self.stream_part_size,
         )
 
     def _make_connector(self, target: Target | None = None) -> Connector:
@@ -210,7 +226,7 @@ class WebSocket:
             on_tls=self._trace_tls,
         )
 
-    def _redirector(self) -> Callable[[Response], NextHop | None] | None:
+    def _redirector(self, stream: bool = False) -> Callable[[Response], NextHop | None] | None:
         """What the session calls with a rejected response: the next connection to
         open when it is a redirect to follow (see :mod:`lomond.protocol.redirect`).
 
@@ -226,7 +242,7 @@ class WebSocket:
             if hop is None:
                 return None
             self._key = make_key(os.urandom(16))  # a fresh key for each request
-            protocol = self._make_protocol(hop.target, hop.headers)
+            protocol = self._make_protocol(hop.target, hop.headers, stream=stream)
             return protocol, self._make_connector(hop.target), hop.target.url
 
         return follow
@@ -368,6 +384,7 @@ class WebSocket:
         auto_pong: bool = True,
         close_timeout: float | None = 30.0,
         *,
+        stream: bool = False,
         data_resets_ping_timeout: bool = False,
     ) -> Generator[events.Event, None, None]:
         """Return a generator that connects and yields the connection's events.
@@ -381,6 +398,10 @@ class WebSocket:
             auto_pong: Answer pings automatically.
             close_timeout: Seconds to wait for the server to finish the closing
                 handshake after our close frame; ``None`` waits forever.
+            stream: Yield each data message as one or more
+                :class:`~lomond.events.BinaryPart` or :class:`~lomond.events.TextPart`
+                events, as its bytes arrive, instead of one ``Binary`` or ``Text``
+                (see the :doc:`/streaming` page).
             data_resets_ping_timeout: Count any data received, not only pongs, as a
                 sign of life for ``ping_timeout`` (for busy links whose server
                 answers pings late; see :ref:`busy-links`).
@@ -398,16 +419,17 @@ class WebSocket:
             auto_pong=auto_pong,
             close_timeout=close_timeout,
             data_resets_ping_timeout=data_resets_ping_timeout,
+            stream=stream,
         )
         self._check_not_running("connect")
         self.reset()
         session = self._session = session_class(
-            self._make_protocol(),
+            self._make_protocol(stream=stream),
             self._make_connector(),
             url=self.url,
             connect_timeout=self.connect_timeout,
             tracer=self._tracer(),
-            redirect=self._redirector(),
+            redirect=self._redirector(stream),
         )
         self._trace(
             "connect_start",
@@ -455,36 +477,79 @@ class WebSocket:
             raise WebSocketUnavailable("not connected: call connect() first")
         return session
 
-    def send_text(self, text: str, compress: bool = True) -> None:
-        """Send a text message.
+    def send_text(self, text: str | Iterable[str], compress: bool = True) -> None:
+        """Send a text message: a ``str``, or an iterable of ``str`` streamed as one message.
+
+        An iterable is sent in fragments as it is iterated, with memory bounded by a
+        few pieces (see the :doc:`/streaming` page); if iterating it raises, the
+        connection is closed with code 1011 and the exception propagates.
 
         Raises:
-            TypeError: ``text`` is not a ``str``.
+            TypeError: ``text`` is neither a ``str`` nor an iterable of ``str``.
             WebSocketUnavailable: Not connected (or closing, or closed).
             TransportFail: The socket failed.
         """
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, not {type(text).__name__}")
-        session = self._connected_session()
-        payload = text.encode("utf-8")
-        compressed = session.send(lambda p: p.send_message(Opcode.TEXT, payload, compress))
-        self._trace("send_text", length=len(text), compressed=compressed)
+        if isinstance(text, str):
+            session = self._connected_session()
+            payload = text.encode("utf-8")
+            compressed = session.send(lambda p: p.send_message(Opcode.TEXT, payload, compress))
+            self._trace("send_text", length=len(text), compressed=compressed)
+            return
+        pieces = text_pieces(text)
+        self._send_stream("send_text", Opcode.TEXT, pieces, compress)
 
-    def send_binary(self, data: bytes | bytearray | memoryview, compress: bool = True) -> None:
-        """Send a binary message from any bytes-like object.
+    def send_binary(
+        self, data: bytes | bytearray | memoryview | BinaryIO | Iterable[Any], compress: bool = True
+    ) -> None:
+        """Send a binary message: bytes-like, or streamed from a file or an iterable.
+
+        A binary file object (anything with ``readinto`` or ``read``) or an iterable
+        of bytes-like chunks is sent as one message, in fragments, as it is read,
+        with memory bounded by a few pieces (see the :doc:`/streaming` page); if
+        reading it raises, the connection is closed with code 1011 and the exception
+        propagates. A bytes-like object over 4 MiB sent from a thread other than
+        the loop's is sent in fragments as well, without a masked copy of the whole.
 
         Raises:
-            TypeError: ``data`` is not bytes-like.
+            TypeError: ``data`` is a ``str``, a text file, or neither bytes-like, a
+                binary file nor an iterable of bytes-like chunks.
             WebSocketUnavailable: Not connected (or closing, or closed).
             TransportFail: The socket failed.
         """
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            # Not copied: the frame is built (masked, or compressed) before this returns.
+            payload = data if type(data) is bytes else byte_view(data)
+            session = self._connected_session()
+            if len(payload) > STREAM_THRESHOLD and not session.in_loop_thread:
+                # Another thread may wait: in fragments, with no copy of the whole.
+                pieces = binary_pieces([payload])
+                self._send_stream("send_binary", Opcode.BINARY, pieces, compress)
+                return
+            compressed = session.send(lambda p: p.send_message(Opcode.BINARY, payload, compress))
+            self._trace("send_binary", length=len(payload), compressed=compressed)
+            return
+        pieces = binary_pieces(data)
+        self._send_stream("send_binary", Opcode.BINARY, pieces, compress)
+
+    def _send_stream(
+        self,
+        stage: str,
+        opcode: Opcode,
+        pieces: Iterator[bytes | bytearray | memoryview],
+        compress: bool,
+    ) -> None:
+        """Send one message from ``pieces``, in fragments (:mod:`lomond.loop.streaming`)."""
         session = self._connected_session()
-        # Not copied: the frame is built (masked, or compressed) before this returns.
-        payload = data if type(data) is bytes else byte_view(data)
-        compressed = session.send(lambda p: p.send_message(Opcode.BINARY, payload, compress))
-        self._trace("send_binary", length=len(payload), compressed=compressed)
+        length = 0
+
+        def counted() -> Iterator[bytes | bytearray | memoryview]:
+            nonlocal length
+            for piece in pieces:
+                length += len(piece)
+                yield piece
+
+        compressed = session.send_stream(opcode, counted(), compress)
+        self._trace(stage, length=length, compressed=compressed, streamed=True)
 
     def send_json(self, _obj: Any = _UNSET, **kwargs: Any) -> None:
         """Send ``_obj`` (or the keyword arguments as an object) as JSON text.
@@ -520,7 +585,7 @@ class WebSocket:
             ValueError: ``data`` is longer than 125 bytes.
         """
         payload = control_payload("pong", data)
-        self._connected_session().send(lambda p: p.send_pong(payload))
+        self._connected_session().send(lambda p: p.send_pong(payload), message=False)
         self._trace("send_pong", length=len(payload))
 
     def close(self, code: int = Status.NORMAL, reason: str | bytes = "goodbye") -> None:
@@ -544,13 +609,16 @@ class WebSocket:
             self._trace("close_requested", code=int(code), reason=sent[1])
 
 
-def _check_size(name: str, value: object) -> None:
-    if value is None:
+def _check_size(name: str, value: object, optional: bool = True) -> None:
+    if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
+        kind = "an int or None" if optional else "an int"
+        raise TypeError(f"{name} must be {kind}, not {type(value).__name__}")
     if value <= 0:
-        raise ValueError(f"{name} must be positive (or None), not {value!r}")
+        raise ValueError(
+            f"{name} must be positive{' (or None)' if optional else ''}, not {value!r}"
+        )
 
 
 def _check_count(name: str, value: object) -> None:

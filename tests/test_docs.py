@@ -121,7 +121,8 @@ class TestExamples:
     """Each example runs, and prints what its page says it prints."""
 
     @pytest.mark.parametrize(
-        "name", ["hello.py", "sending.py", "threads.py", "idle_timeout.py", "tracing.py"]
+        "name",
+        ["hello.py", "sending.py", "threads.py", "idle_timeout.py", "tracing.py", "streaming.py"],
     )
     def test_against_the_echo_server(self, echo_url: str, name: str) -> None:
         output = run_example(name, echo_url)
@@ -223,6 +224,7 @@ class TestExamples:
             "price_bot.py",
             "test_price_bot.py",
             "multiplexer_feeds.py",
+            "streaming.py",
         }
         assert {path.name for path in EXAMPLES.glob("*.py")} == tested
 

@@ -16,6 +16,7 @@ end with ``Disconnected``, and never raise out of the loop.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import socket
@@ -35,7 +36,7 @@ from realservers import (
 from servers import OPEN, names, run
 
 from lomond import WebSocket
-from lomond.errors import TransportFail
+from lomond.errors import TransportFail, WebSocketUnavailable
 from lomond.persist import persist
 
 pytestmark = pytest.mark.timeout(60)
@@ -449,3 +450,56 @@ class TestServerProcesses:
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+class TestStreaming:
+    """Streamed sends and receives (docs/streaming.rst): each server assembles the
+    fragments, applies its limit to the whole message, and its echo comes as parts."""
+
+    @pytest.mark.parametrize("compress", [False, True], ids=["plain", "deflate"])
+    def test_a_streamed_upload_echoes_as_parts(self, server: Server, compress: bool) -> None:
+        upload = os.urandom(MiB) + b"lomond " * 60_000  # 1.4 MiB, partly compressible
+        text_pieces = [UNICODE] * 200
+        ws = WebSocket(server.url, compress=compress)
+        messages: list[list[Any]] = [[]]
+
+        def on_event(event: Any) -> None:
+            if event.name == "ready":
+                ws.send_binary(io.BytesIO(upload))
+                ws.send_text(iter(text_pieces))
+            elif event.name in ("binary_part", "text_part"):
+                messages[-1].append(event)
+                if event.final:
+                    messages.append([])
+                    if len(messages) == 3:
+                        ws.close()
+
+        watchdog = threading.Timer(WATCHDOG, ws.force_disconnect)
+        watchdog.start()
+        try:
+            collected = run(ws, on_event, poll=POLL, close_timeout=CLOSE_TIMEOUT, stream=True)
+        finally:
+            watchdog.cancel()
+            watchdog.join()
+        assert names(collected)[-2:] == ["closed", "disconnected"]
+        binary, text = messages[0], messages[1]
+        assert {p.name for p in binary} == {"binary_part"}
+        assert b"".join(p.data for p in binary) == upload
+        assert {p.name for p in text} == {"text_part"}
+        assert "".join(p.text for p in text) == UNICODE * 200
+        assert collected[2].extensions == ({"permessage-deflate"} if compress else set())
+
+    @pytest.mark.usefixtures("size_limited")
+    def test_a_streamed_upload_over_the_limit_is_refused(self, server: Server) -> None:
+        """The server's limit counts the whole message, whatever its fragments."""
+        chunk = b"\x00" * (256 * 1024)
+        count = MAX_SIZE // len(chunk) + 1
+        ws = WebSocket(server.url)
+
+        def on_event(event: Any) -> None:
+            if event.name == "ready":
+                with contextlib.suppress(TransportFail, WebSocketUnavailable):
+                    ws.send_binary(chunk for _ in range(count))
+
+        collected = connect(ws, on_event)
+        assert_refused(server, collected)

@@ -14,6 +14,9 @@ waits); sends from the loop body are therefore only bounded by the memory they
 occupy. How output waits, and what a failed write does, is in
 :mod:`lomond.loop.writer`; how the socket is read, in :mod:`lomond.loop.reader`.
 
+Messages streamed from a file or an iterable (in fragments, with bounded memory)
+are sent by :mod:`lomond.loop.streaming`.
+
 Speed: frames sent from the loop body after the first 8 (for one event) gather and
 go out in one write when the application asks for the next event (see
 :meth:`Connection.call`).
@@ -34,6 +37,7 @@ from ..protocol import ClientProtocol, State
 from ..protocol.states import CLOSE_QUEUED
 from .latency import RoundTrips
 from .reader import Reader
+from .streaming import StreamSending
 from .timers import Timers
 from .trace import Tracer
 from .writer import Writer
@@ -59,7 +63,7 @@ GATHER_AFTER = 8
 GATHER_LIMIT = 64 * 1024
 
 
-class Connection:
+class Connection(StreamSending):
     """One connection: a protocol, the way to open its socket, and the calls on it.
 
     Args:
@@ -107,6 +111,9 @@ class Connection:
         self._timers: Timers | None = None
         self._round_trips = RoundTrips()
         self._last_read = self._start_time
+        # The thread sending a message in fragments, if any (lomond.loop.streaming).
+        self._stream_owner: int | None = None
+        self._stream_done = threading.Condition(self._lock)
         #: Whether the loop of this connection runs (started and not finished).
         self.running = False
 
@@ -154,8 +161,11 @@ class Connection:
         self._after_locked(in_loop)
         return result
 
-    def send(self, action: Callable[[ClientProtocol], T]) -> T:
+    def send(self, action: Callable[[ClientProtocol], T], message: bool = True) -> T:
         """:meth:`call` for data: a failed write raises, and other threads wait for room.
+
+        A data ``message`` from another thread than the loop's also waits while a
+        message streams (:mod:`lomond.loop.streaming`); a ping or pong does not.
 
         Raises:
             TransportFail: The socket failed while writing, now or before.
@@ -164,6 +174,8 @@ class Connection:
         in_loop = threading.get_ident() == self._loop_thread
         writer = self._writer
         with self._lock:
+            if self._stream_owner is not None and message and not in_loop:
+                self._wait_for_stream_locked(threading.get_ident())
             result = action(self.protocol)
             self._write_locked(in_loop)
             failure = writer.error
@@ -191,7 +203,7 @@ class Connection:
             protocol.send_ping(payload)
             self._round_trips.ping_sent(payload, self._clock())
 
-        self.send(ping)
+        self.send(ping, message=False)  # it may go between a stream's fragments
 
     def _write_locked(self, in_loop: bool) -> None:
         """Write what the protocol produced, unless the loop body's frames gather.

@@ -51,7 +51,9 @@ if TYPE_CHECKING:
     Item = Union[events.Event, Waiter]
 
 # Events that need no logging and no action from the loop (unless tracing).
-_MESSAGE_EVENTS = frozenset({events.Text, events.Binary, events.Ping})
+_MESSAGE_EVENTS = frozenset(
+    {events.Text, events.Binary, events.Ping, events.TextPart, events.BinaryPart}
+)
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
 

@@ -40,6 +40,7 @@ def check_connect_arguments(
     auto_pong: object,
     close_timeout: object,
     data_resets_ping_timeout: object = False,
+    stream: object = False,
 ) -> None:
     """Check the arguments of ``connect()`` (also taken by ``persist()``).
 
@@ -60,6 +61,8 @@ def check_connect_arguments(
         raise TypeError(
             f"data_resets_ping_timeout must be True or False, not {data_resets_ping_timeout!r}"
         )
+    if not isinstance(stream, bool):
+        raise TypeError(f"stream must be True or False, not {stream!r}")
 
 
 class Periodic:

@@ -20,6 +20,7 @@ from ..errors import (
 )
 from ..status import Status
 from .deflate import Deflate, PerMessageDeflate
+from .fragments import OutgoingMessage
 from .frame_reader import FrameReader
 from .frames import (
     RSV1,
@@ -33,6 +34,7 @@ from .messages import MessageAssembler
 from .output import Outgoing
 from .receiving import Receiving
 from .states import SENDING, State, check_transition
+from .streaming import PART_SIZE, MessageStream
 
 TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
@@ -63,6 +65,9 @@ class ClientProtocol(Receiving):
             batches (:class:`lomond.protocol.mask.BufferedRandom`).
         clock: Gives the events' ``received_time``, read once per input; by default
             each event reads the clock of :mod:`lomond.events` itself.
+        stream: Stream mode: data messages come as ``BinaryPart`` and ``TextPart``
+            events as their bytes arrive (:mod:`lomond.protocol.streaming`).
+        part_size: In stream mode, the most bytes in one part.
     """
 
     def __init__(
@@ -76,6 +81,8 @@ class ClientProtocol(Receiving):
         auto_pong: bool = True,
         random_bytes: KeySource | None = None,
         clock: WallClock | None = None,
+        stream: bool = False,
+        part_size: int = PART_SIZE,
     ) -> None:
         self.key = key
         self.protocols = list(protocols)
@@ -103,12 +110,16 @@ class ClientProtocol(Receiving):
         # Why bytes from data_to_send() never reached the server (see send_failed).
         self._send_failure: str | None = None
 
+        # The message being sent in fragments, if any (see start_message).
+        self._sending: OutgoingMessage | None = None
+
         self._events: list[events.Event] = []
         self._outgoing = Outgoing()
         self._outgoing.append(request)
         self._response = ResponseReader()
         self._reader = FrameReader(self._check_header)
-        self._message = MessageAssembler(max_message_size)
+        self._stream = MessageStream(max_message_size, part_size) if stream else None
+        self._message = self._stream or MessageAssembler(max_message_size)
 
     def __repr__(self) -> str:
         return f"<ClientProtocol {self.state.value}>"
@@ -215,8 +226,11 @@ class ClientProtocol(Receiving):
     ) -> bool:
         """Queue one text or binary message as a single frame.
 
+        While a message is being sent in fragments (:meth:`start_message`), the
+        message is held (copied), and queued after its last fragment.
+
         Returns:
-            Whether the message was compressed.
+            Whether the message was compressed (``False`` when held).
 
         Raises:
             WebSocketUnavailable: Not connected yet (or its subclasses
@@ -224,6 +238,9 @@ class ClientProtocol(Receiving):
                 :class:`~lomond.errors.WebSocketClosed`).
         """
         self._check_can_send()
+        if self._sending is not None:
+            self._sending.held.append((opcode, bytes(payload), compress))
+            return False
         compression = self.compression
         compressed = (
             compress and compression is not None and compression.should_compress(len(payload))
@@ -235,6 +252,60 @@ class ClientProtocol(Receiving):
             build_frame(opcode, payload, self._random_bytes(4), rsv=RSV1 if compressed else 0)
         )
         return compressed
+
+    def start_message(self, opcode: Opcode, compress: bool = True) -> bool:
+        """Start a text or binary message sent in fragments (:meth:`send_fragment`).
+
+        Until its last fragment, :meth:`send_message` holds other messages back;
+        control frames may go between the fragments (RFC 6455 §5.4).
+
+        Returns:
+            Whether the message is compressed (``compress``, and compression was
+            negotiated).
+
+        Raises:
+            RuntimeError: A message is being sent in fragments already.
+            WebSocketUnavailable: Not connected (or closing, or closed).
+        """
+        self._check_can_send()
+        if self._sending is not None:
+            raise RuntimeError("a message is being sent in fragments already")
+        compression = self.compression if compress else None
+        self._sending = OutgoingMessage(opcode, compression)
+        return compression is not None
+
+    def send_fragment(self, data: bytes | bytearray | memoryview, final: bool = False) -> None:
+        """Queue the next fragment of the message :meth:`start_message` started.
+
+        The final one ends it, and the messages held meanwhile are queued after it.
+
+        Raises:
+            RuntimeError: No message was started.
+            WebSocketUnavailable: Not connected (or closing, or closed).
+        """
+        self._check_can_send()
+        sending = self._sending
+        if sending is None:
+            raise RuntimeError("no message is being sent in fragments")
+        opcode, payload, rsv = sending.fragment(data, final)
+        self._outgoing.append(
+            build_frame(opcode, payload, self._random_bytes(4), fin=final, rsv=rsv)
+        )
+        if final:
+            self._sending = None
+            for held_opcode, held_payload, compress in sending.held:
+                self.send_message(held_opcode, held_payload, compress)
+
+    def abandon_message(self, reason: str = "message stream failed") -> None:
+        """Give up the message being sent in fragments: close with code 1011.
+
+        Its fragments so far never form a message, and the messages held meanwhile
+        are dropped. Does nothing when no message was started.
+        """
+        if self._sending is None:
+            return
+        self._sending = None
+        self.close(Status.UNEXPECTED_CONDITION, reason)
 
     def send_ping(self, data: bytes = b"") -> None:
         """Queue a ping frame (``data`` at most 125 bytes, checked by the caller)."""

@@ -300,6 +300,29 @@ class PerMessageDeflate:
             return data[:-4]
         return data  # pragma: no cover - Z_SYNC_FLUSH always ends with the tail
 
+    def compress_fragment(self, payload: bytes | bytearray | memoryview, final: bool) -> bytes:
+        """Compress the next piece of a message sent in fragments, flushed.
+
+        The output ends with the 4-byte marker of the flush (``00 00 ff ff``) unless
+        ``final``, when the message ends here and the marker is stripped as in
+        :meth:`compress`. See :mod:`lomond.protocol.fragments`.
+        """
+        compressor = self._compressor
+        if compressor is None:
+            compressor = self._compressor = zlib.compressobj(
+                self.level, zlib.DEFLATED, -self._compress_bits, self.mem_level
+            )
+        data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        if final:
+            self.end_compressed_message()
+            return data[:-4]
+        return data
+
+    def end_compressed_message(self) -> None:
+        """A message sent in fragments ended (no context takeover: forget it)."""
+        if self.client_no_context_takeover:
+            self._compressor = None
+
     def decompress(self, payload: bytes, limit: int | None, final: bool) -> bytes:
         """Inflate one frame's payload of a compressed message.
 
@@ -327,6 +350,47 @@ class PerMessageDeflate:
         if final and self.server_no_context_takeover:
             self._decompressor = None
         return data
+
+    def inflate_inputs(self, payload: bytes, final: bool) -> list[bytes | memoryview]:
+        """What :meth:`inflate_step` is to be given for a piece of a compressed message:
+        the payload in slices (see ``_slices``), and the tail when ``final``."""
+        inputs = _slices(payload)
+        if final:
+            inputs.append(_TAIL)
+        return inputs
+
+    def inflate_step(
+        self, data: bytes | memoryview, max_length: int
+    ) -> tuple[bytes, bytes | memoryview, bool]:
+        """Inflate from ``data`` at most ``max_length`` bytes, in one zlib call.
+
+        The incremental inflate of streamed messages
+        (:mod:`lomond.protocol.streaming`): call again with what is left until it is
+        empty and the output is shorter than ``max_length`` (zlib may hold more).
+
+        Returns:
+            ``(output, what is left of data, whether a deflate stream ended)``.
+
+        Raises:
+            ProtocolError: ``data`` is not valid deflate data.
+        """
+        decompressor = self._decompressor
+        if decompressor is None:
+            decompressor = self._decompressor = zlib.decompressobj(-self._decompress_bits)
+        try:
+            output = decompressor.decompress(data, max_length)
+        except zlib.error as error:
+            raise ProtocolError(f"invalid compressed data ({error})") from None
+        if decompressor.eof:
+            # As in _inflate: what follows the end of a deflate stream starts a new one.
+            self._decompressor = None
+            return output, decompressor.unused_data, True
+        return output, decompressor.unconsumed_tail, False
+
+    def end_message(self) -> None:
+        """A streamed message was inflated to its end (no context takeover: forget it)."""
+        if self.server_no_context_takeover:
+            self._decompressor = None
 
     def _inflate(self, inputs: list[bytes | memoryview], limit: int | None, ends: int = 0) -> bytes:
         """Inflate ``inputs`` in turn, at most ``limit`` bytes (see :meth:`decompress`).

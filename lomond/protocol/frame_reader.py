@@ -85,7 +85,11 @@ class FrameReader:
     @property
     def mid_frame(self) -> bool:
         """Whether the stream stops inside a frame (part of a frame was fed)."""
-        return len(self._buffer) > self._position or 0 < self._skip_remaining < _FOREVER
+        return (
+            len(self._buffer) > self._position
+            or self._header is not None
+            or 0 < self._skip_remaining < _FOREVER
+        )
 
     def pending_header(self) -> FrameHeader | None:
         """The header of the frame whose payload is still arriving, if any."""
@@ -101,6 +105,49 @@ class FrameReader:
             return memoryview(b"")
         end = min(len(self._buffer), self._payload_start + self._header.length)
         return memoryview(self._buffer)[self._payload_start : end]
+
+    def take_pending(self) -> bytes:
+        """Take what has arrived of the incomplete frame's payload (stream mode).
+
+        The frame stays pending with the rest of its payload: its header's ``length``
+        becomes what remains, and :meth:`next_frame` returns only the rest. Only for
+        unmasked frames, as :meth:`pending_payload`.
+        """
+        header = self._header
+        if header is None:
+            return b""
+        start = self._payload_start
+        end = min(len(self._buffer), start + header.length)
+        if end == start:
+            return b""
+        with memoryview(self._buffer) as view:
+            payload = view[start:end].tobytes()
+        header.length -= end - start
+        self._payload_start = self._position = end
+        return payload
+
+    def take_input(self, data: bytes) -> tuple[FrameHeader | None, bytes]:
+        """Take the next bytes of the incomplete frame's payload straight from ``data``.
+
+        Stream mode, before :meth:`feed`: when everything that arrived of the frame's
+        payload was taken (:meth:`take_pending`), the leading bytes of ``data`` that
+        belong to it are taken without being buffered; feed the rest of ``data``.
+
+        Returns:
+            The frame's header (its ``length`` now what remains: ``0`` when this
+            completes the frame, which is then no longer pending) and the bytes
+            taken, or ``(None, b"")`` when nothing can be taken so.
+        """
+        header = self._header
+        if header is None or len(self._buffer) != self._payload_start or not data:
+            return None, b""
+        count = min(len(data), header.length)
+        piece = bytes(data[:count])
+        header.length -= count
+        if not header.length:
+            self._header = None
+            self._position = self._payload_start
+        return header, piece
 
     def skip_pending(self) -> None:
         """Drop the frame whose payload is still arriving: what remains of it is skipped."""

@@ -28,6 +28,7 @@ from .handshake import RejectedHead, ResponseReader, accept_extensions, check_re
 from .messages import MessageAssembler, whole_messages, wire_limit
 from .output import Outgoing
 from .states import READING, State
+from .streaming import MessageStream
 
 TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ class Receiving:
     _response: ResponseReader
     _reader: FrameReader
     _message: MessageAssembler
+    _stream: MessageStream | None
     _deferred_error: ProtocolError | None
     _input_waits: bool
     _send_failure: str | None
@@ -183,12 +185,24 @@ class Receiving:
 
     def _receive_frames(self, data: bytes) -> None:
         reader = self._reader
-        reader.feed(data)
-        if self._deferred_error is not None or self._input_waits:
+        stream = self._stream
+        waits = self._deferred_error is not None or self._input_waits
+        # Stream mode takes the payload of a frame that is arriving straight from the
+        # input (see _stream_input); everything else goes through the reader.
+        direct = stream is not None and not waits and self.state is not State.FAILING
+        if not direct:
+            reader.feed(data)
+        if waits:
             return  # Input waits until the application has seen the earlier events.
         while True:
             try:
-                self._read_frames(reader)
+                if stream is None:
+                    self._read_frames(reader)
+                else:
+                    if direct:
+                        direct = False
+                        self._stream_input(reader, stream, data)
+                    self._stream_frames(reader, stream)
                 reader.release()
                 return
             except ProtocolError as error:
@@ -226,6 +240,68 @@ class Receiving:
         if pending is not None and self.state is not State.FAILING:
             with reader.pending_payload() as available:
                 self._message.probe(pending, available)
+
+    def _stream_input(self, reader: FrameReader, stream: MessageStream, data: bytes) -> None:
+        """Feed ``data``; the bytes of it that continue a frame's payload become parts
+        at once, never buffered by the reader.
+
+        The stream receive path: a large frame arrives as a run of reads that are all
+        payload, and each read is copied once, into its part. Through the reader's
+        buffer, each read cost a second copy and an allocation of its size.
+        """
+        pending = reader.pending_header()
+        if pending is None or is_control(pending.opcode):
+            reader.feed(data)
+            return
+        header, piece = reader.take_input(data)
+        reader.feed(data[len(piece) :] if piece else data)
+        if header is not None and piece:
+            stream.add(
+                header,
+                piece,
+                header.length == 0,
+                self.compression,
+                self._now(),
+                self._events.append,
+            )
+
+    def _stream_frames(self, reader: FrameReader, stream: MessageStream) -> None:
+        """Stream mode's :meth:`_read_frames`: data frames become parts as they arrive.
+
+        The payload of a data frame still arriving is taken as it comes
+        (:mod:`lomond.protocol.streaming`), and a compressed message inflates about
+        one part per batch: the input waits meanwhile.
+        """
+        now = self._now()
+        events = self._events
+        append = events.append
+        compression = self.compression
+        if stream.inflating:
+            stream.resume(compression, now, append)
+        while True:
+            if stream.inflating or len(events) >= EVENTS_PER_BATCH:
+                self._input_waits = True  # the rest waits for the next batch
+                return
+            frame = reader.next_frame()
+            if frame is None:
+                break
+            header, payload = frame
+            if is_control(header.opcode):
+                self._on_control_frame(header.opcode, payload, now)
+            elif self.state is not State.FAILING:
+                stream.add(header, payload, True, compression, now, append)
+            if self.state not in READING:
+                return  # After the server's close frame nothing else is read.
+        pending = reader.pending_header()
+        if (
+            pending is not None
+            and self.state is not State.FAILING
+            and not is_control(pending.opcode)
+        ):
+            payload = reader.take_pending()
+            if payload:
+                stream.add(pending, payload, False, compression, now, append)
+                self._input_waits = stream.inflating
 
     def _read_whole_messages(self, reader: FrameReader, now: float | None, room: int) -> None:
         """The fast path of the receive benchmarks (``recv_text``, ``recv_deflate``):
