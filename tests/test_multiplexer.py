@@ -17,6 +17,7 @@ import tracemalloc
 from typing import Any, Callable, Iterator
 
 import pytest
+from proxies import pproxy
 from servers import RawConnection, echo, frame, raw_server, websockets_server
 from websockets.sync.server import ServerConnection
 
@@ -720,7 +721,7 @@ def connect_proxy(connection: RawConnection) -> None:
 
 
 class TestProxies:
-    """Proxied connections are opened by helper threads: they block nobody."""
+    """Proxied connections are opened step by step in the loop: they block nobody."""
 
     def test_through_a_proxy_beside_a_hanging_proxy(self) -> None:
         with websockets_server(echo) as url, raw_server(connect_proxy) as proxy, raw_server(
@@ -749,6 +750,81 @@ class TestProxies:
             assert names(seen[ws]) == OPEN + ["text"] * 2 + ["closed", "disconnected"]
             assert seen[ws][1].proxy == proxy_url  # type: ignore[attr-defined]
         assert max(finished[ws] for ws in proxied + direct) < finished[stuck]
+
+    def test_more_hanging_proxies_than_helper_threads(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """12 hanging proxies per protocol, beside working ones: no helper thread waits."""
+        from lomond.loop.helpers import MAX_HELPERS
+
+        submitted: list[Any] = []
+        submit = engine_module.Engine.submit
+
+        def counting_submit(engine: Any, waiter: Any, function: Any) -> Any:
+            submitted.append(function)
+            return submit(engine, waiter, function)
+
+        monkeypatch.setattr(engine_module.Engine, "submit", counting_submit)
+        schemes = ("http", "socks5", "socks4")
+        hanging_count = 12
+        assert hanging_count > MAX_HELPERS
+        with websockets_server(echo) as url, pproxy(
+            "http+socks4+socks5://127.0.0.1:0"
+        ) as working, silent_tcp_server() as silent_port:
+            expected = {}
+            for scheme in schemes:
+                proxies = {"http": f"{scheme}://127.0.0.1:{silent_port}"}
+                collected = list(WebSocket(url, proxies=proxies, connect_timeout=1.0).connect())
+                expected[scheme] = collected[-1].reason  # type: ignore[attr-defined]
+            mux = Multiplexer()
+            hanging = {
+                WebSocket(
+                    url,
+                    proxies={"http": f"{scheme}://127.0.0.1:{silent_port}"},
+                    connect_timeout=1.0,
+                ): scheme
+                for scheme in schemes
+                for _ in range(hanging_count)
+            }
+            proxied = {
+                WebSocket(url, proxies={"http": working.url(scheme)}): scheme
+                for scheme in schemes
+                for _ in range(3)
+            }
+            for ws in [*hanging, *proxied]:
+                mux.add(ws)
+            finished: dict[WebSocket, float] = {}
+            lomond_threads: set[str] = set()
+            started = time.monotonic()
+
+            def on_event(ws: WebSocket, event: events.Event) -> None:
+                lomond_threads.update(
+                    thread.name for thread in threading.enumerate() if "lomond" in thread.name
+                )
+                count_echo(2)(ws, event)
+                if event.name in ("disconnected", "connect_fail"):
+                    finished[ws] = time.monotonic() - started
+
+            seen = run_all(mux, on_event)
+        where = f"127.0.0.1:{silent_port}"
+        assert expected == {
+            "http": f"timed out after 1s waiting for HTTP proxy {where} "
+            "(waiting for the reply to CONNECT)",
+            "socks5": f"timed out after 1s waiting for SOCKS5 proxy {where} (SOCKS5 greeting)",
+            "socks4": f"timed out after 1s waiting for SOCKS4 proxy {where} (SOCKS4 reply)",
+        }
+        for ws, scheme in hanging.items():
+            assert names(seen[ws]) == ["connecting", "connect_fail"]
+            assert seen[ws][-1].reason == expected[scheme]  # type: ignore[attr-defined]
+            assert 0.9 <= finished[ws] < 10
+        for ws, scheme in proxied.items():
+            assert names(seen[ws]) == OPEN + ["text"] * 2 + ["closed", "disconnected"]
+            assert seen[ws][1].proxy == working.url(scheme)  # type: ignore[attr-defined]
+        # Every working connection was over before the first hanging one gave up.
+        assert max(finished[ws] for ws in proxied) < min(finished[ws] for ws in hanging)
+        # An IP-address proxy (and target) needs no helper thread.
+        assert submitted == []
+        assert lomond_threads == set()
 
 
 class TestHelperPool:
