@@ -757,14 +757,7 @@ class TestProxies:
         """12 hanging proxies per protocol, beside working ones: no helper thread waits."""
         from lomond.loop.helpers import MAX_HELPERS
 
-        submitted: list[Any] = []
-        submit = engine_module.Engine.submit
-
-        def counting_submit(engine: Any, waiter: Any, function: Any) -> Any:
-            submitted.append(function)
-            return submit(engine, waiter, function)
-
-        monkeypatch.setattr(engine_module.Engine, "submit", counting_submit)
+        submitted = count_submits(monkeypatch)
         schemes = ("http", "socks5", "socks4")
         hanging_count = 12
         assert hanging_count > MAX_HELPERS
@@ -825,6 +818,70 @@ class TestProxies:
         # An IP-address proxy (and target) needs no helper thread.
         assert submitted == []
         assert lomond_threads == set()
+
+    def test_https_proxies_for_ws_urls_are_opened_step_by_step(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    ) -> None:
+        """TLS to the proxy runs in the loop too: only TLS inside TLS needs a helper."""
+        server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        trustme = pytest.importorskip("trustme")
+        ca = trustme.CA()
+        pem, ca_file = tmp_path / "proxy.pem", str(tmp_path / "ca.pem")
+        ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+        ca.cert_pem.write_to_path(ca_file)
+        ca.issue_cert("127.0.0.1").configure_cert(server_context)
+        submitted = count_submits(monkeypatch)
+        with websockets_server(echo) as url, websockets_server(
+            echo, scheme="wss", ssl=server_context
+        ) as wss_url, pproxy(
+            "http+ssl://127.0.0.1:0", "--ssl", str(pem)
+        ) as working, silent_tcp_server() as silent_port:
+            # One context for all: building one (loading the CA file) takes a while.
+            context = ssl.create_default_context(cafile=ca_file)
+            silent = {"http": f"https://127.0.0.1:{silent_port}"}
+            options: dict[str, Any] = {"ssl_context": context, "connect_timeout": 1.0}
+            alone = list(WebSocket(url, proxies=silent, **options).connect())
+            mux = Multiplexer()
+            hanging = [WebSocket(url, proxies=silent, **options) for _ in range(12)]
+            proxies = {"http": working.url("https")}
+            proxied = [WebSocket(url, proxies=proxies, ssl_context=context) for _ in range(3)]
+            # wss:// through it is TLS inside TLS: opened by a helper thread.
+            proxies["https"] = proxies["http"]
+            nested = [WebSocket(wss_url, proxies=proxies, ssl_context=context) for _ in range(2)]
+            for ws in [*hanging, *proxied, *nested]:
+                mux.add(ws)
+            finished: dict[WebSocket, float] = {}
+            started = time.monotonic()
+
+            def on_event(ws: WebSocket, event: events.Event) -> None:
+                count_echo(2)(ws, event)
+                if event.name in ("disconnected", "connect_fail"):
+                    finished[ws] = time.monotonic() - started
+
+            seen = run_all(mux, on_event)
+        expected = "timed out after 1s in the TLS handshake with 127.0.0.1"
+        assert alone[-1].reason == expected  # type: ignore[attr-defined]
+        for ws in hanging:
+            assert names(seen[ws]) == ["connecting", "connect_fail"]
+            assert seen[ws][-1].reason == expected  # type: ignore[attr-defined]
+        for ws in proxied + nested:
+            assert names(seen[ws]) == OPEN + ["text"] * 2 + ["closed", "disconnected"]
+            assert seen[ws][1].proxy == working.url("https")  # type: ignore[attr-defined]
+        assert max(finished[ws] for ws in proxied) < min(finished[ws] for ws in hanging)
+        assert len(submitted) == len(nested)
+
+
+def count_submits(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Record every call handed to a helper thread, from now on."""
+    submitted: list[Any] = []
+    submit = engine_module.Engine.submit
+
+    def counting_submit(engine: Any, waiter: Any, function: Any) -> Any:
+        submitted.append(function)
+        return submit(engine, waiter, function)
+
+    monkeypatch.setattr(engine_module.Engine, "submit", counting_submit)
+    return submitted
 
 
 class TestHelperPool:

@@ -14,9 +14,9 @@ the connect deadline, for all of its connections at once:
 Host names are resolved by a :class:`Blocking` call (IP addresses need none); the
 TCP connect, a proxy's tunnel (HTTP CONNECT, SOCKS5, SOCKS4: the exchanges of
 :func:`lomond.network.tunnel.negotiate_steps`, which the blocking path runs too)
-and the TLS handshake run on a non-blocking socket. Only a connection through an
-``https://`` proxy (TLS to the proxy, and TLS inside TLS for ``wss://``) is opened
-by one :class:`Blocking` call of :meth:`Connector.open
+and the TLS handshakes (also with an ``https://`` proxy) run on a non-blocking
+socket. Only ``wss://`` through an ``https://`` proxy (TLS inside TLS) is opened by
+one :class:`Blocking` call of :meth:`Connector.open
 <lomond.network.connector.Connector.open>`, bounded by the connect deadline itself.
 Failures are the :class:`~lomond.errors.ConnectFail` sentences of the blocking path.
 """
@@ -73,25 +73,27 @@ def open_steps(
     if proxy is None:
         addresses = yield from _resolve(host, port, deadline, pooled)
         log.debug("connecting to %s", host_port(host, port))
-        sock = yield from _connect(addresses, host, port)
-    elif pooled and proxy.scheme != "https":
-        sock = yield from _tunnel(connector, proxy, deadline)
+        sock: socket.socket = yield from _connect(addresses, host, port)
+    elif pooled and not (proxy.scheme == "https" and connector.is_secure):
+        sock = yield from _tunnel(connector, proxy, context, deadline)
     else:
-        # An https:// proxy (TLS to the proxy, and TLS inside TLS for wss://) is
-        # opened by the blocking path, bounded by the deadline itself.
+        # TLS inside TLS (wss:// through an https:// proxy) is opened by the
+        # blocking path, bounded by the deadline itself.
         if not pooled:
             return connector.open(deadline)
         opened: Opened = yield Blocking(lambda: connector.open(deadline), None)
         return opened
     proxy_url = None if proxy is None else proxy.url
-    if context is None:
+    if connector.is_secure:
+        assert context is not None  # settings() gives one for wss://
+        if connector.on_tls is not None:
+            connector.on_tls()
+        sock = yield from _handshake(sock, context, host, deadline)
+    elif type(sock) is socket.socket:
         return Opened(sock, proxy_url)
-    if connector.on_tls is not None:
-        connector.on_tls()
-    tls = yield from _handshake(sock, context, host, deadline)
     from .tls import opened as describe  # loaded by _handshake already
 
-    return describe(tls, proxy_url)
+    return describe(sock, proxy_url)
 
 
 def _resolve(
@@ -108,9 +110,12 @@ def _resolve(
 
 
 def _tunnel(
-    connector: Connector, proxy: Proxy, deadline: Deadline
+    connector: Connector, proxy: Proxy, context: ssl.SSLContext | None, deadline: Deadline
 ) -> Generator[Step, Any, socket.socket]:
-    """Connect to a plain-TCP ``proxy`` and have it open a tunnel, as ``_open_tunnel`` does."""
+    """Connect to ``proxy`` (with TLS for ``https://``) and have it open a tunnel.
+
+    The steps of ``transport._open_tunnel``, with the same messages.
+    """
     from .tunnel import negotiate_steps
 
     host, port = connector.host, connector.port
@@ -123,6 +128,9 @@ def _tunnel(
         target = found[0][4][0]
     addresses = yield from _resolve(proxy.host, proxy.port, deadline, True)
     sock = yield from _connect(addresses, proxy.host, proxy.port, peer="proxy ")
+    if proxy.scheme == "https":
+        assert context is not None  # settings() gives one for an https:// proxy
+        sock = yield from _handshake(sock, context, proxy.host, deadline)
     try:
         yield from negotiate_steps(sock, proxy, target, port, connector.user_agent)
     except BaseException:

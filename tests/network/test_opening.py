@@ -111,8 +111,8 @@ class TestDirect:
 
 
 class TestProxied:
-    def test_an_https_proxy_is_one_blocking_call_that_keeps_the_deadline(self) -> None:
-        ws = WebSocket("ws://example.invalid/", proxies={"http": "https://127.0.0.1:1"})
+    def test_tls_inside_tls_is_one_blocking_call_that_keeps_the_deadline(self) -> None:
+        ws = WebSocket("wss://example.invalid/", proxies={"https": "https://127.0.0.1:1"})
         steps = open_steps(ws._make_connector(), Deadline(5))
         step = steps.send(None)
         assert isinstance(step, Blocking) and step.doing is None
