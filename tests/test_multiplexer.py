@@ -871,6 +871,76 @@ class TestProxies:
         assert len(submitted) == len(nested)
 
 
+def refuse_connect(connection: RawConnection) -> None:
+    connection.read_request()
+    connection.send(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+
+
+def hang_up_after_connect(connection: RawConnection) -> None:
+    connection.read_request()
+
+
+def garbage_after_connect(connection: RawConnection) -> None:
+    connection.read_request()
+    connection.send(b"HTTP/1.1 200 OK\r\n\r\ngarbage")
+
+
+def socks5_no_method(connection: RawConnection) -> None:
+    connection.sock.recv(64)
+    connection.send(b"\x05\xff")
+
+
+def socks5_refused(connection: RawConnection) -> None:
+    connection.sock.recv(64)
+    connection.send(b"\x05\x00")
+    connection.sock.recv(512)
+    connection.send(b"\x05\x05\x00\x01" + bytes(6))
+
+
+def socks5_hang_up_after_password(connection: RawConnection) -> None:
+    connection.sock.recv(64)
+    connection.send(b"\x05\x02")
+    connection.sock.recv(512)
+
+
+def socks4_rejected(connection: RawConnection) -> None:
+    connection.sock.recv(512)
+    connection.send(b"\x00\x5b" + bytes(6))
+
+
+class TestProxyFailuresReadAsInConnect:
+    """The proxy exchanges are one implementation: a multiplexer says what connect() says."""
+
+    @pytest.mark.parametrize(
+        ("script", "proxy"),
+        [
+            (refuse_connect, "http://"),
+            (hang_up_after_connect, "http://"),
+            (garbage_after_connect, "http://"),
+            (socks5_no_method, "socks5h://"),
+            (socks5_refused, "socks5://"),
+            (socks5_hang_up_after_password, "socks5://user:secret@"),
+            (socks4_rejected, "socks4://"),
+        ],
+    )
+    def test_the_same_failure(self, script: Callable[[RawConnection], None], proxy: str) -> None:
+        with raw_server(script) as server:
+            proxies = {"http": server.replace("ws://", proxy)}
+            target = "ws://127.0.0.1:9/"
+            alone = list(WebSocket(target, proxies=proxies, connect_timeout=5).connect())
+            mux = Multiplexer()
+            together = [WebSocket(target, proxies=proxies, connect_timeout=5) for _ in range(3)]
+            for ws in together:
+                mux.add(ws)
+            seen = run_all(mux)
+        assert names(alone) == ["connecting", "connect_fail"]
+        reason = alone[-1].reason  # type: ignore[attr-defined]
+        assert "proxy" in reason and "timed out" not in reason and "secret" not in reason
+        for ws in together:
+            assert names(seen[ws]) == ["connecting", "connect_fail"]
+            assert seen[ws][-1].reason == reason  # type: ignore[attr-defined]
+
+
 def count_submits(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Record every call handed to a helper thread, from now on."""
     submitted: list[Any] = []
