@@ -17,6 +17,7 @@ import tracemalloc
 from typing import Any, Callable, Iterator
 
 import pytest
+from proxies import pproxy
 from servers import RawConnection, echo, frame, raw_server, websockets_server
 from websockets.sync.server import ServerConnection
 
@@ -720,7 +721,7 @@ def connect_proxy(connection: RawConnection) -> None:
 
 
 class TestProxies:
-    """Proxied connections are opened by helper threads: they block nobody."""
+    """Proxied connections are opened step by step in the loop: they block nobody."""
 
     def test_through_a_proxy_beside_a_hanging_proxy(self) -> None:
         with websockets_server(echo) as url, raw_server(connect_proxy) as proxy, raw_server(
@@ -749,6 +750,208 @@ class TestProxies:
             assert names(seen[ws]) == OPEN + ["text"] * 2 + ["closed", "disconnected"]
             assert seen[ws][1].proxy == proxy_url  # type: ignore[attr-defined]
         assert max(finished[ws] for ws in proxied + direct) < finished[stuck]
+
+    def test_more_hanging_proxies_than_helper_threads(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """12 hanging proxies per protocol, beside working ones: no helper thread waits."""
+        from lomond.loop.helpers import MAX_HELPERS
+
+        submitted = count_submits(monkeypatch)
+        schemes = ("http", "socks5", "socks4")
+        hanging_count = 12
+        assert hanging_count > MAX_HELPERS
+        with websockets_server(echo) as url, pproxy(
+            "http+socks4+socks5://127.0.0.1:0"
+        ) as working, silent_tcp_server() as silent_port:
+            expected = {}
+            for scheme in schemes:
+                proxies = {"http": f"{scheme}://127.0.0.1:{silent_port}"}
+                collected = list(WebSocket(url, proxies=proxies, connect_timeout=1.0).connect())
+                expected[scheme] = collected[-1].reason  # type: ignore[attr-defined]
+            mux = Multiplexer()
+            hanging = {
+                WebSocket(
+                    url,
+                    proxies={"http": f"{scheme}://127.0.0.1:{silent_port}"},
+                    connect_timeout=1.0,
+                ): scheme
+                for scheme in schemes
+                for _ in range(hanging_count)
+            }
+            proxied = {
+                WebSocket(url, proxies={"http": working.url(scheme)}): scheme
+                for scheme in schemes
+                for _ in range(3)
+            }
+            for ws in [*hanging, *proxied]:
+                mux.add(ws)
+            finished: dict[WebSocket, float] = {}
+            lomond_threads: set[str] = set()
+            started = time.monotonic()
+
+            def on_event(ws: WebSocket, event: events.Event) -> None:
+                lomond_threads.update(
+                    thread.name for thread in threading.enumerate() if "lomond" in thread.name
+                )
+                count_echo(2)(ws, event)
+                if event.name in ("disconnected", "connect_fail"):
+                    finished[ws] = time.monotonic() - started
+
+            seen = run_all(mux, on_event)
+        where = f"127.0.0.1:{silent_port}"
+        assert expected == {
+            "http": f"timed out after 1s waiting for HTTP proxy {where} "
+            "(waiting for the reply to CONNECT)",
+            "socks5": f"timed out after 1s waiting for SOCKS5 proxy {where} (SOCKS5 greeting)",
+            "socks4": f"timed out after 1s waiting for SOCKS4 proxy {where} (SOCKS4 reply)",
+        }
+        for ws, scheme in hanging.items():
+            assert names(seen[ws]) == ["connecting", "connect_fail"]
+            assert seen[ws][-1].reason == expected[scheme]  # type: ignore[attr-defined]
+            assert 0.9 <= finished[ws] < 10
+        for ws, scheme in proxied.items():
+            assert names(seen[ws]) == OPEN + ["text"] * 2 + ["closed", "disconnected"]
+            assert seen[ws][1].proxy == working.url(scheme)  # type: ignore[attr-defined]
+        # Every working connection was over before the first hanging one gave up.
+        assert max(finished[ws] for ws in proxied) < min(finished[ws] for ws in hanging)
+        # An IP-address proxy (and target) needs no helper thread.
+        assert submitted == []
+        assert lomond_threads == set()
+
+    def test_https_proxies_for_ws_urls_are_opened_step_by_step(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    ) -> None:
+        """TLS to the proxy runs in the loop too: only TLS inside TLS needs a helper."""
+        server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        trustme = pytest.importorskip("trustme")
+        ca = trustme.CA()
+        pem, ca_file = tmp_path / "proxy.pem", str(tmp_path / "ca.pem")
+        ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+        ca.cert_pem.write_to_path(ca_file)
+        ca.issue_cert("127.0.0.1").configure_cert(server_context)
+        submitted = count_submits(monkeypatch)
+        with websockets_server(echo) as url, websockets_server(
+            echo, scheme="wss", ssl=server_context
+        ) as wss_url, pproxy(
+            "http+ssl://127.0.0.1:0", "--ssl", str(pem)
+        ) as working, silent_tcp_server() as silent_port:
+            # One context for all: building one (loading the CA file) takes a while.
+            context = ssl.create_default_context(cafile=ca_file)
+            silent = {"http": f"https://127.0.0.1:{silent_port}"}
+            options: dict[str, Any] = {"ssl_context": context, "connect_timeout": 1.0}
+            alone = list(WebSocket(url, proxies=silent, **options).connect())
+            mux = Multiplexer()
+            hanging = [WebSocket(url, proxies=silent, **options) for _ in range(12)]
+            proxies = {"http": working.url("https")}
+            proxied = [WebSocket(url, proxies=proxies, ssl_context=context) for _ in range(3)]
+            # wss:// through it is TLS inside TLS: opened by a helper thread.
+            proxies["https"] = proxies["http"]
+            nested = [WebSocket(wss_url, proxies=proxies, ssl_context=context) for _ in range(2)]
+            for ws in [*hanging, *proxied, *nested]:
+                mux.add(ws)
+            finished: dict[WebSocket, float] = {}
+            started = time.monotonic()
+
+            def on_event(ws: WebSocket, event: events.Event) -> None:
+                count_echo(2)(ws, event)
+                if event.name in ("disconnected", "connect_fail"):
+                    finished[ws] = time.monotonic() - started
+
+            seen = run_all(mux, on_event)
+        expected = "timed out after 1s in the TLS handshake with 127.0.0.1"
+        assert alone[-1].reason == expected  # type: ignore[attr-defined]
+        for ws in hanging:
+            assert names(seen[ws]) == ["connecting", "connect_fail"]
+            assert seen[ws][-1].reason == expected  # type: ignore[attr-defined]
+        for ws in proxied + nested:
+            assert names(seen[ws]) == OPEN + ["text"] * 2 + ["closed", "disconnected"]
+            assert seen[ws][1].proxy == working.url("https")  # type: ignore[attr-defined]
+        assert max(finished[ws] for ws in proxied) < min(finished[ws] for ws in hanging)
+        assert len(submitted) == len(nested)
+
+
+def refuse_connect(connection: RawConnection) -> None:
+    connection.read_request()
+    connection.send(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+
+
+def hang_up_after_connect(connection: RawConnection) -> None:
+    connection.read_request()
+
+
+def garbage_after_connect(connection: RawConnection) -> None:
+    connection.read_request()
+    connection.send(b"HTTP/1.1 200 OK\r\n\r\ngarbage")
+
+
+def socks5_no_method(connection: RawConnection) -> None:
+    connection.sock.recv(64)
+    connection.send(b"\x05\xff")
+
+
+def socks5_refused(connection: RawConnection) -> None:
+    connection.sock.recv(64)
+    connection.send(b"\x05\x00")
+    connection.sock.recv(512)
+    connection.send(b"\x05\x05\x00\x01" + bytes(6))
+
+
+def socks5_hang_up_after_password(connection: RawConnection) -> None:
+    connection.sock.recv(64)
+    connection.send(b"\x05\x02")
+    connection.sock.recv(512)
+
+
+def socks4_rejected(connection: RawConnection) -> None:
+    connection.sock.recv(512)
+    connection.send(b"\x00\x5b" + bytes(6))
+
+
+class TestProxyFailuresReadAsInConnect:
+    """The proxy exchanges are one implementation: a multiplexer says what connect() says."""
+
+    @pytest.mark.parametrize(
+        ("script", "proxy"),
+        [
+            (refuse_connect, "http://"),
+            (hang_up_after_connect, "http://"),
+            (garbage_after_connect, "http://"),
+            (socks5_no_method, "socks5h://"),
+            (socks5_refused, "socks5://"),
+            (socks5_hang_up_after_password, "socks5://user:secret@"),
+            (socks4_rejected, "socks4://"),
+        ],
+    )
+    def test_the_same_failure(self, script: Callable[[RawConnection], None], proxy: str) -> None:
+        with raw_server(script) as server:
+            proxies = {"http": server.replace("ws://", proxy)}
+            target = "ws://127.0.0.1:9/"
+            alone = list(WebSocket(target, proxies=proxies, connect_timeout=5).connect())
+            mux = Multiplexer()
+            together = [WebSocket(target, proxies=proxies, connect_timeout=5) for _ in range(3)]
+            for ws in together:
+                mux.add(ws)
+            seen = run_all(mux)
+        assert names(alone) == ["connecting", "connect_fail"]
+        reason = alone[-1].reason  # type: ignore[attr-defined]
+        assert "proxy" in reason and "timed out" not in reason and "secret" not in reason
+        for ws in together:
+            assert names(seen[ws]) == ["connecting", "connect_fail"]
+            assert seen[ws][-1].reason == reason  # type: ignore[attr-defined]
+
+
+def count_submits(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Record every call handed to a helper thread, from now on."""
+    submitted: list[Any] = []
+    submit = engine_module.Engine.submit
+
+    def counting_submit(engine: Any, waiter: Any, function: Any) -> Any:
+        submitted.append(function)
+        return submit(engine, waiter, function)
+
+    monkeypatch.setattr(engine_module.Engine, "submit", counting_submit)
+    return submitted
 
 
 class TestHelperPool:

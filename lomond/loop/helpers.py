@@ -1,10 +1,11 @@
 """Helper threads for the blocking steps of opening connections, a bounded number.
 
 The standard library has no non-blocking resolver (``getaddrinfo`` blocks), and
-lomond opens connections through a proxy with the blocking path. A loop that runs
-many connections in one thread hands those calls to a :class:`HelperPool`: at most
-:data:`MAX_HELPERS` threads, started when first needed, each ending after
-:data:`IDLE_SECONDS` without work. Calls beyond that wait their turn (in order).
+lomond opens TLS inside TLS (``wss://`` through an ``https://`` proxy) with the
+blocking path. A loop that runs many connections in one thread hands those calls
+to a :class:`HelperPool`: at most :data:`MAX_HELPERS` threads, started when first
+needed, each ending after :data:`IDLE_SECONDS` without work. Calls beyond that wait
+their turn (in order).
 """
 
 from __future__ import annotations

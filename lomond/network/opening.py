@@ -1,4 +1,4 @@
-"""Opening a connection step by step, without blocking: DNS, TCP, TLS.
+"""Opening a connection step by step, without blocking: DNS, TCP, proxy, TLS.
 
 :func:`open_steps` is a generator that opens what
 :meth:`lomond.network.connector.Connector.open` opens, but never waits itself: it
@@ -11,12 +11,14 @@ the connect deadline, for all of its connections at once:
   standard library has no non-blocking resolver — run it elsewhere and send its
   result back (or throw its exception in).
 
-Connections through a proxy are opened by one :class:`Blocking` call of
-:meth:`Connector.open <lomond.network.connector.Connector.open>` (bounded by the
-connect deadline itself); direct connections resolve the host by a
-:class:`Blocking` call (unless it is an IP address), then connect and run the TLS
-handshake on a non-blocking socket. Failures are the
-:class:`~lomond.errors.ConnectFail` sentences of the blocking path.
+Host names are resolved by a :class:`Blocking` call (IP addresses need none); the
+TCP connect, a proxy's tunnel (HTTP CONNECT, SOCKS5, SOCKS4: the exchanges of
+:func:`lomond.network.tunnel.negotiate_steps`, which the blocking path runs too)
+and the TLS handshakes (also with an ``https://`` proxy) run on a non-blocking
+socket. Only ``wss://`` through an ``https://`` proxy (TLS inside TLS) is opened by
+one :class:`Blocking` call of :meth:`Connector.open
+<lomond.network.connector.Connector.open>`, bounded by the connect deadline itself.
+Failures are the :class:`~lomond.errors.ConnectFail` sentences of the blocking path.
 """
 
 from __future__ import annotations
@@ -31,50 +33,22 @@ from ..protocol.url import host_port
 from .deadline import Deadline
 from .proxy import parse_ip_literal
 from .sockets import Opened
+from .steps import READ, WRITE, Blocking, WaitFor
 from .transport import resolve
 
 TYPE_CHECKING = False  # typing is not imported at run time (it slows importing lomond)
 if TYPE_CHECKING:
     import ssl
-    from typing import Any, Callable, Generator, Union
+    from typing import Any, Generator, Union
 
     from .connector import Connector
+    from .proxy import Proxy
 
-    Step = Union["WaitFor", "Blocking"]
+    Step = Union[WaitFor, Blocking]
 
-#: Wait until the socket is readable (the same value as ``selectors.EVENT_READ``).
-READ = 1
-#: Wait until the socket is writable (``selectors.EVENT_WRITE``).
-WRITE = 2
+__all__ = ["READ", "WRITE", "Blocking", "WaitFor", "open_steps"]
 
 _IN_PROGRESS = frozenset({errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, errno.EAGAIN})
-
-
-class WaitFor:
-    """Resume the steps once ``sock`` is ready for ``mask`` (:data:`READ`, :data:`WRITE`)."""
-
-    __slots__ = ("sock", "mask", "doing")
-
-    def __init__(self, sock: socket.socket, mask: int, doing: str) -> None:
-        self.sock = sock
-        self.mask = mask
-        #: What is waited for, for the message when the deadline passes first.
-        self.doing = doing
-
-
-class Blocking:
-    """Run ``function()`` where blocking is harmless; send back its result.
-
-    ``doing`` says what it does, for the message when the deadline passes first;
-    ``None`` when ``function`` keeps to the deadline itself (then the driver waits
-    for its own failure).
-    """
-
-    __slots__ = ("function", "doing")
-
-    def __init__(self, function: Callable[[], Any], doing: str | None) -> None:
-        self.function = function
-        self.doing = doing
 
 
 def open_steps(
@@ -95,35 +69,81 @@ def open_steps(
         ConnectFail: With a readable reason; nothing is left open.
     """
     proxy, context = connector.settings()
-    if proxy is not None:
-        # Proxies are opened by the blocking path, bounded by the deadline itself.
+    host, port = connector.host, connector.port
+    if proxy is None:
+        addresses = yield from _resolve(host, port, deadline, pooled)
+        log.debug("connecting to %s", host_port(host, port))
+        sock: socket.socket = yield from _connect(addresses, host, port)
+    elif pooled and not (proxy.scheme == "https" and connector.is_secure):
+        sock = yield from _tunnel(connector, proxy, context, deadline)
+    else:
+        # TLS inside TLS (wss:// through an https:// proxy) is opened by the
+        # blocking path, bounded by the deadline itself.
         if not pooled:
             return connector.open(deadline)
         opened: Opened = yield Blocking(lambda: connector.open(deadline), None)
         return opened
-    host, port = connector.host, connector.port
-    if not pooled or parse_ip_literal(host) is not None:
-        addresses = resolve(host, port, deadline)
-    else:
-        no_deadline = Deadline(None)
-        addresses = yield Blocking(
-            lambda: resolve(host, port, no_deadline), f"resolving host '{host}'"
-        )
-    log.debug("connecting to %s", host_port(host, port))
-    sock = yield from _connect(addresses, host, port)
-    if context is None:
-        return Opened(sock, None)
-    if connector.on_tls is not None:
-        connector.on_tls()
-    tls = yield from _handshake(sock, context, host, deadline)
+    proxy_url = None if proxy is None else proxy.url
+    if connector.is_secure:
+        assert context is not None  # settings() gives one for wss://
+        if connector.on_tls is not None:
+            connector.on_tls()
+        sock = yield from _handshake(sock, context, host, deadline)
+    elif type(sock) is socket.socket:
+        return Opened(sock, proxy_url)
     from .tls import opened as describe  # loaded by _handshake already
 
-    return describe(tls, None)
+    return describe(sock, proxy_url)
 
 
-def _connect(addresses: list[Any], host: str, port: int) -> Generator[WaitFor, None, socket.socket]:
+def _resolve(
+    host: str, port: int, deadline: Deadline, pooled: bool, family: int = 0
+) -> Generator[Blocking, Any, list[Any]]:
+    """The addresses of ``host``: at once for an IP address, else by a :class:`Blocking` step."""
+    if not pooled or parse_ip_literal(host) is not None:
+        return resolve(host, port, deadline, family)
+    no_deadline = Deadline(None)
+    addresses: list[Any] = yield Blocking(
+        lambda: resolve(host, port, no_deadline, family), f"resolving host '{host}'"
+    )
+    return addresses
+
+
+def _tunnel(
+    connector: Connector, proxy: Proxy, context: ssl.SSLContext | None, deadline: Deadline
+) -> Generator[Step, Any, socket.socket]:
+    """Connect to ``proxy`` (with TLS for ``https://``) and have it open a tunnel.
+
+    The steps of ``transport._open_tunnel``, with the same messages.
+    """
+    from .tunnel import negotiate_steps
+
+    host, port = connector.host, connector.port
+    log.debug("connecting to %s through %s", host_port(host, port), proxy.url)
+    target = host
+    if not proxy.resolves_remotely and parse_ip_literal(host) is None:
+        # socks5:// and socks4:// carry an address; SOCKS4 knows only IPv4.
+        family = socket.AF_INET if proxy.scheme == "socks4" else 0
+        found = yield from _resolve(host, port, deadline, True, family)
+        target = found[0][4][0]
+    addresses = yield from _resolve(proxy.host, proxy.port, deadline, True)
+    sock = yield from _connect(addresses, proxy.host, proxy.port, peer="proxy ")
+    if proxy.scheme == "https":
+        assert context is not None  # settings() gives one for an https:// proxy
+        sock = yield from _handshake(sock, context, proxy.host, deadline)
+    try:
+        yield from negotiate_steps(sock, proxy, target, port, connector.user_agent)
+    except BaseException:
+        sock.close()  # a refusal, or the driver gave up
+        raise
+    return sock
+
+
+def _connect(
+    addresses: list[Any], host: str, port: int, peer: str = ""
+) -> Generator[WaitFor, None, socket.socket]:
     """Connect to the first address that accepts, as ``open_tcp`` does."""
-    where = host_port(host, port)
+    where = peer + host_port(host, port)
     last_error: OSError | None = None
     for family, kind, proto, _, address in addresses:
         sock = socket.socket(family, kind, proto)

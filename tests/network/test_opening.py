@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
-from typing import Any, Generator
+import time
+from typing import Any, Generator, Iterator
 
 import pytest
-from servers import free_port_refused
+from servers import RawConnection, free_port_refused, raw_server
 
 from lomond import WebSocket
 from lomond.errors import ConnectFail
@@ -109,10 +111,67 @@ class TestDirect:
 
 
 class TestProxied:
-    def test_one_blocking_call_that_keeps_the_deadline(self) -> None:
-        ws = WebSocket("ws://example.invalid/", proxies={"http": "http://127.0.0.1:1"})
+    def test_tls_inside_tls_is_one_blocking_call_that_keeps_the_deadline(self) -> None:
+        ws = WebSocket("wss://example.invalid/", proxies={"https": "https://127.0.0.1:1"})
         steps = open_steps(ws._make_connector(), Deadline(5))
         step = steps.send(None)
         assert isinstance(step, Blocking) and step.doing is None
         with pytest.raises(ConnectFail, match="proxy"):
             step.function()
+
+    def test_an_http_proxy_is_opened_step_by_step(self) -> None:
+        with raw_server(answer_connect) as proxy:
+            proxy_url = proxy.replace("ws://", "http://")
+            ws = WebSocket("ws://example.invalid:8080/", proxies={"http": proxy_url})
+            opened, seen = drive(open_steps(ws._make_connector(), Deadline(5)))
+            with opened.sock:
+                assert not opened.sock.getblocking()
+                assert opened.proxy_url == proxy_url
+        assert all(not step.startswith("blocking") for step in seen)
+        where = proxy_url.replace("http://", "")
+        waited = f"wait read: waiting for HTTP proxy {where} (waiting for the reply to CONNECT)"
+        assert waited in seen
+
+    @pytest.mark.parametrize(
+        ("scheme", "blocking"),
+        [("socks5", ["blocking: resolving host 'localhost'"]), ("socks5h", []), ("socks4a", [])],
+    )
+    def test_only_a_locally_resolved_name_needs_a_blocking_call(
+        self, scheme: str, blocking: list[str]
+    ) -> None:
+        with silent_listener() as port:
+            proxies = {"http": f"{scheme}://127.0.0.1:{port}"}
+            ws = WebSocket("ws://localhost:8080/", proxies=proxies)
+            steps = open_steps(ws._make_connector(), Deadline(5))
+            seen: list[str] = []
+            step = steps.send(None)
+            while isinstance(step, Blocking):
+                seen.append(f"blocking: {step.doing}")
+                step = steps.send(step.function())
+            while step.doing.startswith("connecting"):
+                select.select([], [step.sock], [], 5)
+                step = steps.send(None)
+            assert step.doing.startswith("waiting for SOCKS")
+            steps.close()  # the loop gave up (its deadline passed): the socket is closed
+            assert step.sock.fileno() == -1
+        assert seen == blocking
+
+
+def answer_connect(connection: RawConnection) -> None:
+    """A proxy that grants CONNECT (after a moment: the client waits) and says nothing more."""
+    connection.read_request()
+    time.sleep(0.2)
+    connection.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    connection.sock.settimeout(5)
+    with contextlib.suppress(OSError):
+        connection.sock.recv(1)
+
+
+@contextlib.contextmanager
+def silent_listener() -> Iterator[int]:
+    """A port that accepts TCP (in the backlog) and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    with listener:
+        yield listener.getsockname()[1]
