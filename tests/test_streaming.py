@@ -197,6 +197,35 @@ class TestReceive:
         parts = [e for e in seen if e.name == "text_part"]
         assert joined(parts) == "ab" and parts[-1].final and len(parts) >= 2
 
+    @pytest.mark.parametrize("persisting", [False, True], ids=["add", "persist"])
+    def test_the_multiplexer_passes_stream_through(self, persisting: bool) -> None:
+        from lomond import Multiplexer
+
+        def handler(connection: ServerConnection) -> None:
+            connection.send(["a", "b"])
+            connection.send(b"whole" * 1000)
+            wait_closed(connection)
+
+        with websockets_server(handler) as url:
+            mux = Multiplexer()
+            sockets = [WebSocket(url, stream_part_size=1024) for _ in range(3)]
+            for ws in sockets:
+                mux.add(ws, persist=persisting, stream=True)
+            seen: dict[WebSocket, list[Any]] = {ws: [] for ws in sockets}
+            for ws, event in mux:
+                seen[ws].append(event)
+                if event.name == "binary_part" and event.final:
+                    mux.remove(ws) if persisting else ws.close()
+        for ws in sockets:
+            texts = [e for e in seen[ws] if e.name == "text_part"]
+            binaries = [e for e in seen[ws] if e.name == "binary_part"]
+            assert joined(texts) == "ab" and texts[-1].final
+            assert joined(binaries) == b"whole" * 1000 and binaries[-1].final
+            assert all(len(part.data) <= 1024 for part in binaries)
+            assert len(binaries) >= 5
+            assert not any(e.name in ("text", "binary") for e in seen[ws])
+            assert seen[ws][-1].name == "disconnected"
+
     def test_a_large_frame_is_received_in_bounded_memory(self) -> None:
         size = 48 * MiB
         block = bytes(range(256)) * 256  # 64 KiB
