@@ -253,9 +253,9 @@ class WebSocket:
             return self.ssl_context
         if self._default_ssl_context is None:
             # Imported here: programs that never use TLS never load the ssl module.
-            from .network.tls import make_ssl_context
+            from .network.tls import shared_ssl_context
 
-            self._default_ssl_context = make_ssl_context(self.ssl_verify, self.ssl_cafile)
+            self._default_ssl_context = shared_ssl_context(self.ssl_verify, self.ssl_cafile)
         return self._default_ssl_context
 
     def get_proxy(self) -> Proxy | None:

@@ -130,6 +130,39 @@ class TestVerifiedConnections:
         assert collected[4].data == payload
 
 
+class TestSharedDefaultContext:
+    """The default context is made once per process and setting (loading the trust
+    store takes about 0.1 s), then shared by every connection that uses it."""
+
+    def test_websockets_share_the_default_context(self, wss_url: str, ca_file: str) -> None:
+        first, second = (
+            WebSocket(wss_url, ssl_cafile=ca_file),
+            WebSocket(wss_url, ssl_cafile=ca_file),
+        )
+        for ws in (first, second):
+            assert names(close_when_ready(ws)) == OPEN + ["text", "closed", "disconnected"]
+        assert first._tls_context() is second._tls_context()
+        assert WebSocket(wss_url)._tls_context() is WebSocket(wss_url)._tls_context()
+        assert WebSocket(wss_url)._tls_context() is not first._tls_context()
+        unverified = WebSocket(wss_url, ssl_verify=False)._tls_context()
+        assert unverified.verify_mode == ssl.CERT_NONE
+        assert WebSocket(wss_url)._tls_context().verify_mode == ssl.CERT_REQUIRED
+
+    def test_bounded_and_failures_not_kept(self, tmp_path: Path, ca_file: str) -> None:
+        from lomond.network import tls
+
+        missing = str(tmp_path / "missing.pem")
+        for _ in range(2):
+            with pytest.raises(OSError):
+                tls.shared_ssl_context(True, missing)
+        assert (True, missing) not in tls._shared_contexts
+        for index in range(tls.MAX_SHARED_CONTEXTS + 4):
+            copy = tmp_path / f"ca{index}.pem"
+            shutil.copy(ca_file, copy)
+            tls.shared_ssl_context(True, str(copy))
+        assert len(tls._shared_contexts) <= tls.MAX_SHARED_CONTEXTS
+
+
 class TestVerificationFailures:
     def test_untrusted_certificate(self, wss_url: str) -> None:
         collected = run(WebSocket(wss_url))
