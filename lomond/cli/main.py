@@ -18,7 +18,7 @@ import logging
 import os
 import platform
 import sys
-from typing import Sequence, TextIO
+from typing import Callable, Sequence, TextIO
 
 from .._version import __version__
 from ..websocket import WebSocket
@@ -62,24 +62,23 @@ def _positive_seconds(value: str) -> float:
     return seconds
 
 
-def _count(value: str) -> int:
-    try:
-        count = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value!r}")
-    return count
+def _whole_number(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number, ``least`` or more."""
+
+    def parse(value: str) -> int:
+        try:
+            count = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+        if count < least:
+            raise argparse.ArgumentTypeError(f"expected a number >= {least}, got {value!r}")
+        return count
+
+    return parse
 
 
-def _redirects(value: str) -> int:
-    try:
-        count = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if count < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
-    return count
+_count = _whole_number(1)
+_redirects = _whole_number(0)
 
 
 def _existing_file(value: str) -> str:
