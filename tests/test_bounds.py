@@ -142,7 +142,8 @@ class TestFragments:
                 connection.send(close_frame(1000))
 
         with raw_server(script) as url, traced() as peak:
-            kept = consume(WebSocket(url), close_timeout=10)
+            # No Poll: the run takes about five seconds (traced), the poll interval.
+            kept = consume(WebSocket(url), close_timeout=10, poll=0)
             used = peak()
         assert event_names(kept) == OPEN + ["protocol_error", "disconnected"]
         assert kept[4].error == f"message has more than {MAX_FRAGMENTS} fragments"
